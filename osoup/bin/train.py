@@ -1,0 +1,172 @@
+"""osoup-train: train a multi-head Conformer with one of the objective-soup recipes.
+
+    osoup-train --config conf/train_vm.yaml --exp-dir exp/vm_uas --recipe vm --levels "asr>st>ssl"
+
+Options can come from a YAML config (``--config``); the resolved configuration is written to
+``<exp-dir>/config.yaml``. ``--resume`` continues from ``<exp-dir>/latest.pt``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import configargparse
+
+from osoup.fileio import DataError, atomic_write_text, setup_logging
+
+
+def _kv_floats(s: str) -> dict[str, float]:
+    """``"en:0.18,fr:0.19"`` -> {"en": 0.18, "fr": 0.19}."""
+    out = {}
+    for item in filter(None, (x.strip() for x in s.replace(" ", ",").split(","))):
+        k, sep, v = item.partition(":")
+        if not sep:
+            raise configargparse.ArgumentTypeError(f"expected lang:value, got {item!r}")
+        out[k] = float(v)
+    return out
+
+
+def _floats(s: str) -> list[float]:
+    return [float(x) for x in s.replace(",", " ").split()]
+
+
+def get_parser() -> configargparse.ArgumentParser:
+    p = configargparse.ArgumentParser(
+        description=__doc__,
+        config_file_parser_class=configargparse.YAMLConfigFileParser,
+        formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", is_config_file=True, help="YAML config file")
+    p.add_argument("--exp-dir", required=True, help="experiment directory")
+    p.add_argument("--resume", action="store_true", help="continue from <exp-dir>/latest.pt if present")
+    g = p.add_argument_group("data")
+    g.add_argument("--dump-dir", default="dump", help="root of dumped features (dump/asr, dump/st, dump/fbank)")
+    g.add_argument("--token-dir", default="data/token", help="root of tokenizers (asr_<lang>, st_en)")
+    g.add_argument("--asr-langs", default="", help="space-separated ASR languages")
+    g.add_argument("--st-langs", default="", help="space-separated translation source languages (→ en)")
+    g.add_argument("--ssl", default="cpc", choices=["cpc", "bestrq", "none"], help="self-supervised objective")
+    g.add_argument("--ssl-sets", default="", help="data sets (under dump/fbank) for SSL; default: every train set")
+    g.add_argument("--train-split", default="train")
+    g.add_argument("--dev-split", default="dev")
+    g.add_argument("--max-frames", type=int, default=12000, help="padded feature frames per objective batch")
+    g.add_argument("--max-utts", type=int, default=64, help="utterances per objective batch")
+    g.add_argument("--upsample", type=_kv_floats, default={}, help="per-language upsampling for the epoch length, e.g. ca:4,es:4,fr:2,de:2")
+    g.add_argument("--cache-feats", type=lambda s: s.lower() in ("1", "true", "yes"), default=True, help="keep features in memory")
+    g = p.add_argument_group("model")
+    g.add_argument("--model-size", default="tiny", help="tiny | 58m | 100m (osoup.nets.configs)")
+    g.add_argument("--conv-norm", default=None, choices=[None, "batch", "layer"], help="norm in the convolution module")
+    g.add_argument("--dropout", type=float, default=None)
+    g.add_argument("--specaug", type=lambda s: s.lower() in ("1", "true", "yes"), default=True, help="SpecAugment on supervised batches")
+    g.add_argument("--cmvn", default=None, help="global CMVN json (default: <dump-dir>/fbank/global_cmvn.json)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--recipe", default="vm", help="vs | vc | vm | joint | two_stage | two_stage_static | peft")
+    g.add_argument("--levels", default="asr>st>ssl", help="vm hierarchy, highest priority first, e.g. 'asr>st>ssl', 'en>zh>ssl'")
+    g.add_argument("--epochs", type=int, default=200)
+    g.add_argument("--pretrain-epochs", type=int, default=100)
+    g.add_argument("--steps-per-epoch", type=int, default=0, help="0: enough for the largest objective's data")
+    g.add_argument("--lr-backbone", type=float, default=5e-4, help="α")
+    g.add_argument("--lr-heads", type=float, default=5e-5, help="β")
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--warmup-steps", type=int, default=0)
+    g.add_argument("--scheduler", default="plateau", choices=["plateau", "step", "none"])
+    g.add_argument("--pretrain-scheduler", default="step", choices=["plateau", "step", "none"])
+    g.add_argument("--step-size", type=int, default=20)
+    g.add_argument("--plateau-patience", type=int, default=10)
+    g.add_argument("--grad-clip", type=float, default=5.0)
+    g.add_argument("--accum-grad", type=int, default=1)
+    g.add_argument("--gamma", type=float, default=0.01, help="MoDo λ step size")
+    g.add_argument("--rho", type=float, default=0.0, help="MoDo regulariser (0 = the paper)")
+    g.add_argument("--gram-normalize", default="none", choices=["none", "mean-diag"])
+    g.add_argument("--gram-params", default="shared", choices=["shared", "all"])
+    g.add_argument("--penalty-init", type=_floats, default=[], help="η init per penalised level (defaults per recipe)")
+    g.add_argument("--penalty-rate", type=_floats, default=[], help="η rate per epoch per level (paper: 0.02)")
+    g.add_argument("--penalty-cap", type=_floats, default=[], help="η cap per level (paper: 1.5)")
+    g.add_argument("--penalty-scale-epochs", type=int, default=200,
+                   help="rates are multiplied by this / epochs, so caps are reached at the paper's fraction of training")
+    g.add_argument("--static-weights", type=_kv_floats, default=None, help="two_stage_static μ per language")
+    g.add_argument("--peft-sets", default="asr>st", help="peft: head sets fine-tuned one after another")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--keep-last", type=int, default=5)
+    g.add_argument("--average-last", type=int, default=0)
+    g.add_argument("--log-interval", type=int, default=10)
+    g.add_argument("--max-skips", type=int, default=10, help="stop after this many consecutive non-finite steps")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    g.add_argument("--verbose", type=int, default=1)
+    return p
+
+
+def build_model_conf(args, specs) -> dict:
+    import torch
+
+    from osoup.nets.configs import MODEL_CONFIGS
+    from osoup.text.tokenizer import Tokenizer
+
+    if args.model_size not in MODEL_CONFIGS:
+        raise DataError(f"unknown --model-size {args.model_size!r}; choose one of {', '.join(MODEL_CONFIGS)}")
+    enc = dict(MODEL_CONFIGS[args.model_size])
+    if args.conv_norm:
+        enc["conv_norm"] = args.conv_norm
+    if args.dropout is not None:
+        enc["dropout"] = args.dropout
+    heads = {s.name: Tokenizer(s.token_dir).vocab_size for s in specs if s.task != "ssl"}
+    cmvn_path = Path(args.cmvn) if args.cmvn else Path(args.dump_dir) / "fbank" / "global_cmvn.json"
+    if not cmvn_path.is_file():
+        raise DataError(f"{cmvn_path}: global CMVN statistics not found (stage 4 writes them)")
+    stats = json.loads(cmvn_path.read_text(encoding="utf-8"))
+    cmvn = (torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32))
+    ssl = None if args.ssl == "none" else args.ssl
+    return {
+        "encoder_conf": enc,
+        "head_vocab": heads,
+        "ssl": ssl,
+        "ssl_conf": None,
+        "cmvn": cmvn,
+        "specaug_conf": {} if args.specaug else None,
+        "token_dirs": {s.name: str(Path(s.token_dir).resolve()) for s in specs if s.token_dir is not None},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    exp = Path(args.exp_dir)
+    exp.mkdir(parents=True, exist_ok=True)
+    setup_logging(args.verbose, exp / "train.log")
+    log = logging.getLogger("osoup-train")
+    log.info("command: %s", " ".join(sys.argv if argv is None else ["osoup-train", *argv]))
+    try:
+        from osoup.train.objectives import build_objectives
+        from osoup.train.trainer import TrainConfig, Trainer
+
+        specs = build_objectives(
+            args.dump_dir, args.token_dir, args.asr_langs.split(), args.st_langs.split(),
+            None if args.ssl == "none" else args.ssl, args.ssl_sets.split() or None, args.train_split, args.dev_split,
+        )
+        names = {f.name for f in fields(TrainConfig)}
+        cfg_kwargs = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        cfg = TrainConfig(**cfg_kwargs)
+        model_conf = build_model_conf(args, specs)
+        token_dirs = model_conf.pop("token_dirs")
+        resolved = {k: v for k, v in vars(args).items() if k != "config"}
+        import yaml
+
+        atomic_write_text(exp / "config.yaml", yaml.safe_dump(resolved, sort_keys=True, allow_unicode=True))
+        atomic_write_text(exp / "objectives.json", json.dumps(
+            {"objectives": [s.name for s in specs], "token_dirs": token_dirs,
+             "encoder_conf": model_conf["encoder_conf"], "ssl": model_conf["ssl"]}, indent=1))
+        trainer = Trainer(cfg, specs, model_conf, exp)
+        summary = trainer.run(resume=args.resume)
+        log.info("done: %d epochs, best dev score %.4f, %d skipped steps", summary["epochs"], summary["best_dev"], summary["skipped_steps"])
+    except DataError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

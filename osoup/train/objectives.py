@@ -1,0 +1,71 @@
+"""Which objectives a run trains, and where their data and tokenizers live.
+
+Objective names: ``asr_<lang>`` (source-language CTC), ``st_<lang>`` (translation into English,
+CTC over the shared English model ``st_en``) and ``ssl`` (CPC or BEST-RQ on untranscribed audio).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from osoup.fileio import DataError
+
+
+@dataclass
+class ObjectiveSpec:
+    name: str
+    task: str  # asr | st | ssl
+    lang: str | None
+    train_dirs: list[Path]
+    dev_dirs: list[Path]
+    text_file: str | None  # text (asr) | text.en (st) | None (ssl)
+    token_dir: Path | None
+    extra: dict = field(default_factory=dict)
+
+
+def build_objectives(
+    dump_dir: str | Path,
+    token_root: str | Path,
+    asr_langs: list[str],
+    st_langs: list[str],
+    ssl: str | None,
+    ssl_sets: list[str] | None = None,
+    train_split: str = "train",
+    dev_split: str = "dev",
+) -> list[ObjectiveSpec]:
+    """Objective specs in a fixed order (asr by language, st by language, ssl last), checking
+    that every objective has its data and tokenizer before any training starts."""
+    dump_dir, token_root = Path(dump_dir), Path(token_root)
+    specs: list[ObjectiveSpec] = []
+    problems: list[str] = []
+
+    def need_dir(p: Path, what: str) -> None:
+        if not (p / "feats.scp").is_file():
+            problems.append(f"{what}: {p}/feats.scp not found (run the data stages first)")
+
+    for lang in asr_langs:
+        tr, dv, tok = dump_dir / "asr" / f"{train_split}_{lang}", dump_dir / "asr" / f"{dev_split}_{lang}", token_root / f"asr_{lang}"
+        need_dir(tr, f"objective asr_{lang}")
+        if not (tok / "spm.model").is_file():
+            problems.append(f"objective asr_{lang}: no tokenizer at {tok}/spm.model (stage 5)")
+        specs.append(ObjectiveSpec(f"asr_{lang}", "asr", lang, [tr], [dv] if (dv / "feats.scp").is_file() else [], "text", tok))
+    for lang in st_langs:
+        tr, dv, tok = dump_dir / "st" / f"{train_split}_{lang}", dump_dir / "st" / f"{dev_split}_{lang}", token_root / "st_en"
+        need_dir(tr, f"objective st_{lang}")
+        if not (tok / "spm.model").is_file():
+            problems.append(f"objective st_{lang}: no English translation tokenizer at {tok}/spm.model (stage 5)")
+        specs.append(ObjectiveSpec(f"st_{lang}", "st", lang, [tr], [dv] if (dv / "feats.scp").is_file() else [], "text.en", tok))
+    if ssl:
+        if ssl not in ("cpc", "bestrq"):
+            raise DataError(f"unknown --ssl {ssl!r}: choose cpc, bestrq or none")
+        sets = ssl_sets or [f"{train_split}_{lang}" for lang in dict.fromkeys(asr_langs + st_langs)]
+        dirs = [dump_dir / "fbank" / s for s in sets]
+        for d in dirs:
+            need_dir(d, "objective ssl")
+        dev = [dump_dir / "fbank" / f"{dev_split}_{lang}" for lang in dict.fromkeys(asr_langs + st_langs)]
+        specs.append(ObjectiveSpec("ssl", "ssl", None, dirs, [d for d in dev if (d / "feats.scp").is_file()], None, None, {"kind": ssl}))
+    if not specs:
+        problems.append("no objectives: give --asr-langs, --st-langs or --ssl")
+    if problems:
+        raise DataError("configuration problems:\n  " + "\n  ".join(problems))
+    return specs

@@ -1,0 +1,490 @@
+"""The training loop for every recipe.
+
+One step: every objective of the current phase draws its own batch, splits it into two
+disjoint halves (MoDo's double sampling), and calls ``soup.backward`` for each half; then
+``soup.step`` combines the per-objective backbone gradients by the recipe's rule (vs / vc / vm /
+joint / mean / static / ssl), gradients are clipped after the combination, and the backbone
+(α) and head (β) AdamW optimizers step separately.
+
+Recipes with phases (SPEC §2, paper appendix D):
+  two_stage         pre-train on SSL, then fine-tune on the mean of supervised losses
+                    (backbone learning rate β during fine-tuning, eq. 32)
+  two_stage_static  as two_stage, fine-tuning with fixed per-language weights μ
+  peft              pre-train, freeze θ, fine-tune the heads one set at a time
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from osoup.data.dataset import FeatureSet, ObjectiveSampler, make_batches, split_halves
+from osoup.fileio import DataError, atomic_write_text
+from osoup.moo import PenaltySchedule, make_soup, split_optimizers
+from osoup.train.checkpoint import (
+    average_models,
+    epoch_checkpoints,
+    prune_checkpoints,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from osoup.train.model import SoupModel, pad_batch, pad_targets
+from osoup.train.objectives import ObjectiveSpec
+
+log = logging.getLogger(__name__)
+
+MOO_RECIPES = ("vs", "vc", "vm", "joint")
+PHASED_RECIPES = ("two_stage", "two_stage_static", "peft")
+RECIPES = MOO_RECIPES + PHASED_RECIPES
+PAPER_STATIC_WEIGHTS = {"en": 0.18, "fr": 0.19, "de": 0.27, "es": 0.16, "ca": 0.20}
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run (``osoup-train --help`` documents each)."""
+
+    recipe: str = "vm"
+    levels: str | None = "asr>st>ssl"
+    epochs: int = 200
+    pretrain_epochs: int = 100  # two_stage / peft: epochs of SSL pre-training (then `epochs` of fine-tuning)
+    steps_per_epoch: int = 0  # 0: enough for the largest objective's (upsampled) data to be seen once
+    max_frames: int = 12000  # padded frames per objective batch
+    max_utts: int = 64
+    upsample: dict = field(default_factory=dict)  # lang -> factor (epoch length)
+    lr_backbone: float = 5e-4  # α
+    lr_heads: float = 5e-5  # β
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    scheduler: str = "plateau"  # plateau | step | none (MOO recipes and fine-tuning)
+    pretrain_scheduler: str = "step"
+    step_size: int = 20  # StepLR every N epochs, ×0.1
+    plateau_patience: int = 10
+    grad_clip: float = 5.0
+    accum_grad: int = 1
+    gamma: float = 0.01  # MoDo λ step
+    rho: float = 0.0
+    gram_normalize: str = "none"
+    gram_params: str = "shared"
+    penalty_init: list = field(default_factory=lambda: [])
+    penalty_rate: list = field(default_factory=lambda: [])
+    penalty_cap: list = field(default_factory=lambda: [])
+    penalty_scale_epochs: int = 200  # rates are scaled by penalty_scale_epochs / epochs (paper: 200 epochs)
+    static_weights: dict = field(default_factory=lambda: dict(PAPER_STATIC_WEIGHTS))
+    peft_sets: str = "asr>st"
+    seed: int = 1
+    keep_last: int = 5
+    average_last: int = 0
+    log_interval: int = 10
+    max_skips: int = 10
+    cache_feats: bool = True
+    device: str = "cpu"
+    threads: int = 0
+
+
+@dataclass
+class Phase:
+    name: str
+    recipe: str  # soup recipe: vs vc vm joint mean static ssl
+    objectives: list[str]
+    epochs: int
+    lr_backbone: float
+    lr_heads: float
+    scheduler: str
+    train_backbone: bool = True
+
+
+def default_penalties(recipe: str, n_levels: int) -> list[tuple[float, float, float]]:
+    if recipe in ("vc", "joint"):
+        return [(0.0, 0.02, 1.5)]
+    if recipe == "vm":
+        return [(0.1, 0.02, 1.5)] + [(0.0, 0.02, 1.5)] * max(0, n_levels - 2)
+    return []
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, specs: list[ObjectiveSpec], model_conf: dict, exp_dir: str | Path):
+        if cfg.recipe not in RECIPES:
+            raise DataError(f"unknown recipe {cfg.recipe!r}; choose one of {', '.join(RECIPES)}")
+        self.cfg = cfg
+        self.specs = {s.name: s for s in specs}
+        self.names = [s.name for s in specs]
+        self.exp = Path(exp_dir)
+        self.exp.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(cfg.device)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.phases = self._make_phases()
+        self.model = SoupModel(**model_conf).to(self.device)
+        self.model_conf = model_conf
+        self._load_data()
+        self.global_epoch = 0  # epochs finished over all phases
+        self.phase_idx = 0
+        self.phase_epoch = 0
+        self.step_in_phase = 0
+        self.best_dev = math.inf
+        self.skips_total = 0
+        self.history: list[dict] = []
+        self._tb = None
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _make_phases(self) -> list[Phase]:
+        c = self.cfg
+        sup = [n for n in self.names if n != "ssl"]
+        has_ssl = "ssl" in self.names
+        if c.recipe in MOO_RECIPES:
+            if c.recipe in ("vs", "vc", "vm") and len(self.names) < 2:
+                raise DataError(f"recipe {c.recipe} needs at least two objectives, got {self.names}")
+            if c.recipe in ("vc", "joint") and not has_ssl:
+                raise DataError(f"recipe {c.recipe} needs the SSL objective (--ssl cpc|bestrq)")
+            return [Phase("joint", c.recipe, list(self.names), c.epochs, c.lr_backbone, c.lr_heads, c.scheduler)]
+        if not has_ssl:
+            raise DataError(f"recipe {c.recipe} pre-trains on SSL: give --ssl cpc|bestrq")
+        phases = [Phase("pretrain", "ssl", ["ssl"], c.pretrain_epochs, c.lr_backbone, c.lr_heads, c.pretrain_scheduler)]
+        if c.recipe == "two_stage":
+            phases.append(Phase("finetune", "mean", sup, c.epochs, c.lr_heads, c.lr_heads, c.scheduler))
+        elif c.recipe == "two_stage_static":
+            phases.append(Phase("finetune", "static", sup, c.epochs, c.lr_heads, c.lr_heads, c.scheduler))
+        else:  # peft: one set of heads at a time, θ frozen
+            from osoup.moo import parse_levels
+
+            sets = parse_levels(c.peft_sets, sup, ssl=None)
+            per = max(1, c.epochs // len(sets))
+            for i, group in enumerate(sets):
+                phases.append(Phase(f"peft{i}", "mean", group, per, 0.0, c.lr_heads, c.scheduler, train_backbone=False))
+        return phases
+
+    def _load_data(self) -> None:
+        from osoup.text.tokenizer import Tokenizer
+
+        c = self.cfg
+        self.train_sets: dict[str, FeatureSet] = {}
+        self.dev_sets: dict[str, FeatureSet] = {}
+        self.samplers: dict[str, ObjectiveSampler] = {}
+        self.batch_counts: dict[str, int] = {}
+        for i, (name, s) in enumerate(self.specs.items()):
+            enc = vocab = None
+            if s.token_dir is not None:
+                tok = Tokenizer(s.token_dir)
+                enc, vocab = tok.encode, tok.vocab_size
+            self.train_sets[name] = FeatureSet(s.train_dirs, s.text_file, enc, cache=c.cache_feats, vocab_size=vocab)
+            if s.dev_dirs:
+                self.dev_sets[name] = FeatureSet(s.dev_dirs, s.text_file, enc, cache=c.cache_feats, vocab_size=vocab)
+            batches = make_batches(self.train_sets[name].examples, c.max_frames, c.max_utts)
+            self.batch_counts[name] = len(batches)
+            self.samplers[name] = ObjectiveSampler(batches, seed=c.seed * 1000 + i)
+            log.info(
+                "objective %s: %d train utterances (%.2f h) in %d batches, %d dev utterances",
+                name,
+                len(self.train_sets[name]),
+                self.train_sets[name].total_frames() / 360000,
+                len(batches),
+                len(self.dev_sets[name]) if name in self.dev_sets else 0,
+            )
+
+    def steps_per_epoch(self, phase: Phase) -> int:
+        if self.cfg.steps_per_epoch > 0:
+            return self.cfg.steps_per_epoch
+        n = 1
+        for name in phase.objectives:
+            lang = self.specs[name].lang
+            n = max(n, math.ceil(self.batch_counts[name] * float(self.cfg.upsample.get(lang, 1.0))))
+        return n
+
+    def _make_soup(self, phase: Phase):
+        c = self.cfg
+        heads = {n: self.model.objective_head_parameters(n) for n in phase.objectives}
+        shared = self.model.shared_parameters()
+        ssl = "ssl" if "ssl" in phase.objectives else None
+        penalties = None
+        if phase.recipe in ("vc", "joint", "vm"):
+            n_levels = len(c.levels.split(">")) if (phase.recipe == "vm" and c.levels) else 2
+            defaults = default_penalties(phase.recipe, n_levels)
+            scale = c.penalty_scale_epochs / max(1, phase.epochs)
+            penalties = []
+            for j, (i0, r0, cap0) in enumerate(defaults):
+                i = float(c.penalty_init[j]) if j < len(c.penalty_init) else i0
+                r = float(c.penalty_rate[j]) if j < len(c.penalty_rate) else r0
+                cap = float(c.penalty_cap[j]) if j < len(c.penalty_cap) else cap0
+                penalties.append(PenaltySchedule(i, r * scale, cap))
+        static = None
+        if phase.recipe == "static":
+            raw = {n: float(c.static_weights.get(self.specs[n].lang, 0.0)) for n in phase.objectives}
+            missing = [n for n, w in raw.items() if w <= 0]
+            if missing:
+                raise DataError(f"two_stage_static: no positive static weight for {missing} (set --static-weights lang:w,...)")
+            total = sum(raw.values())
+            static = {n: w / total for n, w in raw.items()}
+        return make_soup(
+            phase.recipe,
+            shared,
+            heads,
+            phase.objectives,
+            ssl,
+            levels=c.levels if phase.recipe == "vm" else None,
+            penalties=penalties,
+            modo={"gamma": c.gamma, "rho": c.rho, "normalize": c.gram_normalize},
+            static_weights=static,
+            gram_params=c.gram_params,
+        )
+
+    def _make_optimizers(self, phase: Phase):
+        shared = self.model.shared_parameters()
+        heads = [p for n in phase.objectives for p in self.model.objective_head_parameters(n)]
+        opt_t, opt_h = split_optimizers(shared, heads, phase.lr_backbone, phase.lr_heads, weight_decay=self.cfg.weight_decay)
+        return opt_t, opt_h
+
+    def _make_scheduler(self, opt: torch.optim.Optimizer, kind: str):
+        if kind == "step":
+            return torch.optim.lr_scheduler.StepLR(opt, step_size=self.cfg.step_size, gamma=0.1)
+        if kind == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=self.cfg.plateau_patience)
+        if kind == "none":
+            return None
+        raise DataError(f"unknown scheduler {kind!r}: choose plateau, step or none")
+
+    # -- one batch -------------------------------------------------------------------------
+    def _half_loss(self, name: str, fset: FeatureSet, idx: list[int]) -> tuple[torch.Tensor, int]:
+        exs = [fset.examples[i] for i in idx]
+        feats, lengths = pad_batch([fset.load(e.utt_id) for e in exs], self.device)
+        frames = int(sum(e.num_frames for e in exs))
+        if name == "ssl":
+            loss_sum, count = self.model.ssl_loss(feats, lengths)
+            return loss_sum / torch.clamp(torch.as_tensor(count, dtype=loss_sum.dtype, device=loss_sum.device), min=1), frames
+        targets, tlens = pad_targets([e.target for e in exs], self.device)
+        loss_sum = self.model.supervised_loss(name, feats, lengths, targets, tlens)
+        return loss_sum / float(sum(len(e.target) for e in exs)), frames
+
+    # -- dev -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def dev_losses(self, names: list[str]) -> dict[str, float]:
+        self.model.eval()
+        out = {}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(12345)
+            for name in names:
+                fset = self.dev_sets.get(name)
+                if fset is None:
+                    continue
+                total, count = 0.0, 0.0
+                for b in make_batches(fset.examples, self.cfg.max_frames, self.cfg.max_utts, min_utts=1):
+                    exs = [fset.examples[i] for i in b]
+                    feats, lengths = pad_batch([fset.load(e.utt_id) for e in exs], self.device)
+                    if name == "ssl":
+                        s, n = self.model.ssl_loss(feats, lengths)
+                        total += float(s)
+                        count += float(n)
+                    else:
+                        targets, tlens = pad_targets([e.target for e in exs], self.device)
+                        total += float(self.model.supervised_loss(name, feats, lengths, targets, tlens))
+                        count += sum(len(e.target) for e in exs)
+                out[name] = total / max(count, 1.0)
+        self.model.train()
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _state(self, soup, opt_t, opt_h, sch_t, sch_h) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "opt_backbone": opt_t.state_dict(),
+            "opt_heads": opt_h.state_dict(),
+            "sched_backbone": sch_t.state_dict() if sch_t is not None else None,
+            "sched_heads": sch_h.state_dict() if sch_h is not None else None,
+            "soup": soup.state_dict(),
+            "samplers": {n: s.state_dict() for n, s in self.samplers.items()},
+            "rng": rng_state(),
+            "global_epoch": self.global_epoch,
+            "phase_idx": self.phase_idx,
+            "phase_epoch": self.phase_epoch,
+            "step_in_phase": self.step_in_phase,
+            "best_dev": self.best_dev,
+            "history": self.history,
+            "config": asdict(self.cfg),
+            "model_conf": self.model_conf,
+        }
+
+    def _tensorboard(self):
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.exp / "tensorboard"))
+            except Exception as e:  # noqa: BLE001 - TensorBoard is optional at run time
+                log.warning("TensorBoard disabled: %s", e)
+                self._tb = False
+        return self._tb or None
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict:
+        c = self.cfg
+        resume_state = None
+        latest = self.exp / "latest.pt"
+        if resume and latest.is_file():
+            resume_state = torch.load(latest, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(resume_state["model"])
+            for k in ("global_epoch", "phase_idx", "phase_epoch", "step_in_phase", "best_dev", "history"):
+                setattr(self, k, resume_state[k])
+            for n, st in resume_state["samplers"].items():
+                if n in self.samplers:
+                    self.samplers[n].load_state_dict(st)
+            log.info("resumed from %s: epoch %d (phase %d, epoch %d in phase)", latest, self.global_epoch, self.phase_idx, self.phase_epoch)
+        elif resume:
+            log.info("--resume given but %s does not exist: starting from scratch", latest)
+
+        while self.phase_idx < len(self.phases):
+            phase = self.phases[self.phase_idx]
+            for p in self.model.encoder.parameters():
+                p.requires_grad_(phase.train_backbone)
+            soup = self._make_soup(phase)
+            opt_t, opt_h = self._make_optimizers(phase)
+            sch_t = self._make_scheduler(opt_t, phase.scheduler)
+            sch_h = self._make_scheduler(opt_h, phase.scheduler)
+            if resume_state is not None and resume_state["phase_idx"] == self.phase_idx and self.phase_epoch > 0:
+                soup.load_state_dict(resume_state["soup"])
+                opt_t.load_state_dict(resume_state["opt_backbone"])
+                opt_h.load_state_dict(resume_state["opt_heads"])
+                if sch_t is not None and resume_state["sched_backbone"] is not None:
+                    sch_t.load_state_dict(resume_state["sched_backbone"])
+                    sch_h.load_state_dict(resume_state["sched_heads"])
+                set_rng_state(resume_state["rng"])
+            resume_state = None
+            spe = self.steps_per_epoch(phase)
+            log.info(
+                "phase %s: recipe %s, objectives %s, %d epochs × %d steps, lr backbone %g heads %g",
+                phase.name, phase.recipe, ",".join(phase.objectives), phase.epochs, spe, phase.lr_backbone, phase.lr_heads,
+            )
+            while self.phase_epoch < phase.epochs:
+                self._train_epoch(phase, soup, opt_t, opt_h, spe)
+                dev = self.dev_losses(phase.objectives)
+                sup = [v for k, v in dev.items() if k != "ssl"]
+                score = sum(sup) / len(sup) if sup else dev.get("ssl", math.inf)
+                for sch in (sch_t, sch_h):
+                    if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        sch.step(score)
+                    elif sch is not None:
+                        sch.step()
+                self.phase_epoch += 1
+                self.global_epoch += 1
+                rec = {"epoch": self.global_epoch, "phase": phase.name, "dev": dev, "dev_score": score}
+                self.history.append(rec)
+                log.info("epoch %d (%s) dev losses: %s", self.global_epoch, phase.name,
+                         " ".join(f"{k}={v:.3f}" for k, v in dev.items()))
+                tb = self._tensorboard()
+                if tb:
+                    for k, v in dev.items():
+                        tb.add_scalar(f"dev/{k}", v, self.global_epoch)
+                # The last phase picks the model; earlier phases (pre-training) always pass on.
+                is_last_phase = self.phase_idx == len(self.phases) - 1
+                if is_last_phase and score < self.best_dev and math.isfinite(score):
+                    self.best_dev = score
+                    save_atomic({"model": self.model.state_dict(), "model_conf": self.model_conf, "epoch": self.global_epoch}, self.exp / "best.pt")
+                state = self._state(soup, opt_t, opt_h, sch_t, sch_h)
+                save_atomic(state, self.exp / f"checkpoint.{self.global_epoch}.pt")
+                save_atomic(state, self.exp / "latest.pt")
+                prune_checkpoints(self.exp, max(c.keep_last, c.average_last))
+            self.phase_idx += 1
+            self.phase_epoch = 0
+            self.step_in_phase = 0
+        if c.average_last > 1:
+            ckpts = epoch_checkpoints(self.exp)[-c.average_last :]
+            save_atomic({"model": average_models(ckpts), "model_conf": self.model_conf, "averaged": [p.name for p in ckpts]},
+                        self.exp / f"avg{c.average_last}.pt")
+        summary = {"best_dev": self.best_dev, "epochs": self.global_epoch, "skipped_steps": self.skips_total, "history": self.history}
+        atomic_write_text(self.exp / "train_summary.json", json.dumps(summary, indent=1))
+        if self._tb:
+            self._tb.close()
+        return summary
+
+    def _train_epoch(self, phase: Phase, soup, opt_t, opt_h, spe: int) -> None:
+        c = self.cfg
+        self.model.train()
+        t0 = time.time()
+        frames_seen = 0
+        consecutive_skips = 0
+        loss_acc = {n: 0.0 for n in phase.objectives}
+        n_logged = 0
+        shared = self.model.shared_parameters()
+        heads = [p for n in phase.objectives for p in self.model.objective_head_parameters(n)]
+        start_step = self.step_in_phase - self.phase_epoch * spe
+        for step in range(max(0, start_step), spe):
+            # warm-up: linear ramp of both learning rates over the first warmup_steps of the phase
+            if c.warmup_steps > 0 and self.step_in_phase < c.warmup_steps:
+                f = (self.step_in_phase + 1) / c.warmup_steps
+                for opt, base in ((opt_t, phase.lr_backbone), (opt_h, phase.lr_heads)):
+                    for g in opt.param_groups:
+                        g["lr"] = base * f
+            soup.zero_grad()
+            opt_t.zero_grad(set_to_none=True)
+            opt_h.zero_grad(set_to_none=True)
+            losses = []
+            for name in phase.objectives:
+                fset = self.train_sets[name]
+                for _ in range(c.accum_grad):
+                    halves = split_halves(self.samplers[name].next())
+                    for h, idx in enumerate(halves):
+                        loss, frames = self._half_loss(name, fset, idx)
+                        soup.backward(name, h, loss / c.accum_grad)
+                        losses.append(loss.detach())
+                        frames_seen += frames
+            epoch_f = self.phase_epoch + step / spe
+            stats = soup.step(epoch_f)
+            finite = torch.isfinite(torch.stack(losses)).all()
+            if not bool(finite):  # the one host synchronisation of the step
+                self.skips_total += 1
+                consecutive_skips += 1
+                bad = [n for n, l in zip([n for n in phase.objectives for _ in range(2 * c.accum_grad)], losses) if not torch.isfinite(l)]
+                log.warning("non-finite loss in %s at step %d: step skipped (%d in a row)", ",".join(sorted(set(bad))), self.step_in_phase, consecutive_skips)
+                if consecutive_skips >= c.max_skips:
+                    raise RuntimeError(f"{consecutive_skips} consecutive non-finite steps (objective(s) {','.join(sorted(set(bad)))}): stopping")
+                self.step_in_phase += 1
+                continue
+            consecutive_skips = 0
+            if phase.train_backbone and c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(shared, c.grad_clip)
+            if c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(heads, c.grad_clip)
+            if phase.train_backbone:
+                opt_t.step()
+            opt_h.step()
+            self.step_in_phase += 1
+            per = torch.stack(losses).view(len(phase.objectives), -1).mean(1).tolist()
+            for n, v in zip(phase.objectives, per):
+                loss_acc[n] += v
+            n_logged += 1
+            if (step + 1) % c.log_interval == 0 or step + 1 == spe:
+                el = time.time() - t0
+                rtf = frames_seen / 100.0 / max(el, 1e-9)
+                eta = el / (step + 1 - max(0, start_step)) * (spe - step - 1)
+                lam = " ".join(
+                    f"{k}=[{','.join(f'{x:.2f}' for x in v.flatten().tolist())}]" for k, v in stats.items() if k.startswith("lambda")
+                )
+                eta_s = " ".join(f"{k}={float(v):.3f}" for k, v in stats.items() if k.startswith("eta"))
+                log.info(
+                    "epoch %d step %d/%d | %s | %s %s | %.1f s speech/s | ETA %.0fs",
+                    self.global_epoch + 1, step + 1, spe,
+                    " ".join(f"{n}={loss_acc[n] / max(n_logged, 1):.3f}" for n in phase.objectives),
+                    lam, eta_s, rtf, eta,
+                )
+                tb = self._tensorboard()
+                if tb:
+                    gstep = self.global_epoch * spe + step + 1
+                    for n in phase.objectives:
+                        tb.add_scalar(f"train/{n}", loss_acc[n] / max(n_logged, 1), gstep)
+                    for k, v in stats.items():
+                        v = torch.as_tensor(v).flatten()
+                        if v.numel() == 1:
+                            tb.add_scalar(k, float(v), gstep)
+                        else:
+                            for j, x in enumerate(v.tolist()):
+                                tb.add_scalar(f"{k}/{j}", x, gstep)
+                    tb.add_scalar("throughput/speech_sec_per_sec", rtf, gstep)
+                loss_acc = {n: 0.0 for n in phase.objectives}
+                n_logged = 0
+        el = time.time() - t0
+        self.last_throughput = frames_seen / 100.0 / max(el, 1e-9)
