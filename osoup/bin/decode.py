@@ -150,6 +150,11 @@ def decode_recipe(args) -> None:
     sets = args.sets.split()
     if not sets:
         raise DataError("--sets is empty: name the test sets to decode")
+    import yaml
+
+    dec_conf = {"model": args.model, "search": args.search, "beam": args.beam, "sets": sets, "data_dir": args.data_dir}
+    with atomic_write(exp / f"decode_{tag}" / "decode.yaml") as f:
+        yaml.safe_dump(dec_conf, f, sort_keys=True)
     t0 = time.time()
     total_sec = 0.0
     for s in sets:

@@ -1,0 +1,1 @@
+"""CTC decoding: greedy search and batched prefix beam search (see ``osoup.decode.ctc``)."""

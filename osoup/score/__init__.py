@@ -1,0 +1,1 @@
+"""Scoring: corpus WER/CER/BLEU (``metrics``) and experiment reports, tables, plots (``report``)."""
