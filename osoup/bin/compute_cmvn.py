@@ -1,0 +1,44 @@
+"""Stage 4: global mean/std of features over all frames of the given data dirs' feats.scp.
+
+Writes {"count": N, "mean": [D], "std": [D]} (std floored) for the model's GlobalCMVN.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import configargparse
+
+from osoup.data.cmvn import STD_FLOOR, compute_global_cmvn, write_cmvn
+from osoup.fileio import DataError, setup_logging
+
+logger = logging.getLogger("compute_cmvn")
+
+
+def get_parser() -> configargparse.ArgumentParser:
+    p = configargparse.ArgumentParser(description=__doc__, formatter_class=configargparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", is_config_file=True, help="YAML config file")
+    p.add_argument("--out", required=True, help="output JSON, e.g. dump/fbank/global_cmvn.json")
+    p.add_argument("--std-floor", type=float, default=STD_FLOOR)
+    p.add_argument("--verbose", type=int, default=1)
+    p.add_argument("dirs", nargs="+", help="data dirs holding feats.scp")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    logger.info("config: %s", vars(args))
+    try:
+        stats = compute_global_cmvn([Path(d) / "feats.scp" for d in args.dirs], args.std_floor)
+        write_cmvn(args.out, stats)
+    except DataError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    logger.info("wrote %s (%d frames)", args.out, stats["count"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
