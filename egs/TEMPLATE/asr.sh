@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# The shared stage script of the osoup recipes. Run it from a recipe directory (egs/<corpus>/),
+# which provides path.sh, cmd.sh (optional), db.sh, local/data.sh and, if it generates its
+# corpus, local/make_corpus.sh. A recipe's run.sh names its languages and calls this with "$@".
+#
+#   ../TEMPLATE/asr.sh --asr-langs "en fr" --st-langs "fr" [options]
+#
+# Stages (docs/design.md):
+#   0  corpus generation: local/make_corpus.sh --nj NJ <local_corpus_opts> (only if the recipe has one)
+#   1  data prep: local/data.sh <local_data_opts>          -> data/<split>_<lang>/
+#   2  speed perturbation (skipped when speed_perturb_factors is empty) -> data/<train>_sp_<lang>/
+#   3  fbank, nj parallel jobs                              -> dump/raw/<set>/
+#   4  length/empty-text filter and global CMVN             -> dump/fbank/<set>/, dump/fbank/global_cmvn.json
+#   5  SentencePiece models and CTC-length filter           -> data/token/{asr_<lang>,st_en}/, dump/{asr,st}/<set>/
+# Every step writes a .done marker holding a signature of its options and inputs; a rerun skips
+# finished steps, redoes killed or outdated ones. Options: any variable below as --foo-bar VALUE.
+set -euo pipefail
+
+log() { printf '%s (%s:%s) %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "${BASH_SOURCE[1]##*/}" "${BASH_LINENO[0]}" "$*" >&2; }
+trap 'log "ERROR: a command failed (exit status $?) near line $LINENO"' ERR
+
+# General
+stage=0                   # first stage to run
+stop_stage=10000          # last stage to run
+nj=4                      # parallel jobs (audio probing, speed perturbation, fbank)
+cmd=run.pl                # job runner (cmd.sh may set it; utils/run.pl runs jobs locally)
+
+# Data (stages 0-2)
+local_corpus_opts=""      # extra options of local/make_corpus.sh (shell words, may be quoted)
+local_data_opts=""        # the options of local/data.sh (shell words, may be quoted)
+asr_langs=""              # languages with an ASR objective, e.g. "en fr de es ca"
+st_langs=""               # languages translated into English, e.g. "fr de es ca"
+ssl_sets=""               # extra data dirs used only as SSL audio, e.g. "ssl_train-clean-360_en"
+train_set=train           # training split: data/<split>_<lang>
+valid_set=dev             # validation split (CTC-filtered like train)
+test_sets="test"          # test splits (never length- or CTC-filtered)
+speed_perturb_factors=""  # e.g. "0.9 1.0 1.1"; empty: stage 2 is skipped
+
+# Features (stages 3-4)
+fbank_opts=""             # extra options of osoup-compute-fbank, e.g. "--dither 0"
+min_sec=0.3               # train/dev utterances outside [min_sec, max_sec] are removed
+max_sec=20                # (test sets keep every length)
+
+# Tokens (stage 5)
+asr_vocab_size=1000       # per-language SentencePiece vocabulary (capped by the data)
+asr_vocab_sizes=""        # per-language overrides "lang:size", e.g. "zh:5000"
+asr_model_types="zh:char"  # per-language model types "lang:type"; unigram for the others
+st_vocab_size=1000        # the English model shared by every translation head
+subsampling=4             # encoder subsampling factor for the CTC length filter
+# End of options: --help lists "name=default  # comment" lines from "# General" to here.
+
+utils=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../utils" && pwd -P)
+if [ -f ./cmd.sh ]; then
+  # shellcheck disable=SC1091
+  . ./cmd.sh
+fi
+# --help: the header comment above, then every option with its default and comment.
+# shellcheck disable=SC2034  # read by parse_options.sh
+help_message=$(
+  sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "${BASH_SOURCE[0]}"
+  echo
+  echo "Options (--name default: meaning):"
+  sed -n '/^# General$/,/^# End of options/p' "${BASH_SOURCE[0]}" | awk '
+    /^# End of options/ { next }
+    /^# / { print "  [" substr($0, 3) "]"; next }
+    match($0, /^[a-z_0-9]+=/) {
+      name = substr($0, 1, RLENGTH - 1); gsub("_", "-", name)
+      rest = substr($0, RLENGTH + 1); comment = ""
+      if ((i = index(rest, "  #")) > 0) { comment = substr(rest, i + 2); rest = substr(rest, 1, i - 1) }
+      sub(/^# */, "", comment); sub(/ +$/, "", rest)
+      printf "  --%s %s: %s\n", name, rest, comment
+    }'
+)
+# shellcheck disable=SC1091
+. "$utils/parse_options.sh"
+if [ $# -gt 0 ]; then
+  log "ERROR: unexpected arguments: $*"; exit 1
+fi
+[ -f ./path.sh ] || { log "ERROR: run me from a recipe directory (no ./path.sh in $PWD)"; exit 1; }
+# shellcheck disable=SC1091
+. ./path.sh
+
+# The layout of docs/design.md (local/data.sh writes data/ too, so these are not options).
+datadir=data
+dumpdir=dump
+tokendir=data/token
+
+read -r -a asr_arr <<< "$asr_langs"
+read -r -a st_arr <<< "$st_langs"
+read -r -a ssl_arr <<< "$ssl_sets"
+read -r -a test_arr <<< "$test_sets"
+# Every language with data, in order of first mention.
+read -r -a langs <<< "$(printf '%s\n' "${asr_arr[@]}" "${st_arr[@]}" | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
+if [ ${#langs[@]} -eq 0 ]; then
+  log "ERROR: no languages: set --asr-langs and/or --st-langs"; exit 1
+fi
+train_split=$train_set
+if [ -n "$speed_perturb_factors" ]; then
+  train_split=${train_set}_sp
+fi
+
+in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+# A marker holds the signature of the options and inputs it was made from.
+is_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+mark_done() { printf '%s\n' "$2" > "$1.tmp" && mv "$1.tmp" "$1"; }
+checksum() { md5sum "$@" | md5sum | cut -c1-32; }
+dir_checksum() {  # dir_checksum DIR [FILE...]: the data dir's utterance files and .done, plus FILEs
+  local f files=("${@:2}")
+  for f in wav.scp text text.en utt2spk utt2dur feats.scp utt2num_frames .done; do
+    if [ -f "$1/$f" ]; then files+=("$1/$f"); fi
+  done
+  checksum "${files[@]}"
+}
+lookup() {  # lookup "zh:char ca:bpe" LANG DEFAULT
+  local kv
+  for kv in $1; do
+    if [ "${kv%%:*}" = "$2" ]; then echo "${kv#*:}"; return; fi
+  done
+  echo "$3"
+}
+validate() {  # validate [--no-text] DIR...
+  "$utils/validate_data_dir.sh" "$@" || { log "ERROR: invalid data dir(s): $*"; return 1; }
+}
+is_ssl_set() { local s; for s in "${ssl_arr[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+is_test_split() { local s; for s in "${test_arr[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+
+# All sets of stages 3-4: <split>_<lang> for each language and split, then the SSL sets.
+sets=()
+for lang in "${langs[@]}"; do
+  for split in "$train_split" "$valid_set" "${test_arr[@]}"; do
+    sets+=("${split}_${lang}")
+  done
+done
+sets+=("${ssl_arr[@]}")
+
+if in_stage 0; then
+  if [ -x local/make_corpus.sh ]; then
+    log "Stage 0: generating the corpus: local/make_corpus.sh --nj $nj $local_corpus_opts"
+    eval "local/make_corpus.sh --nj $nj $local_corpus_opts"
+  else
+    log "Stage 0: nothing to do (this recipe reads an existing corpus; see db.sh)"
+  fi
+fi
+
+if in_stage 1; then
+  marker=$datadir/.stage1.done
+  # db.sh and the corpus variables are part of the signature: pointing at another corpus redoes it.
+  sig="data.sh $local_data_opts | corpus $local_corpus_opts | $(checksum db.sh local/data.sh) ${COMMONVOICE:-} ${COVOST2:-} ${LIBRISPEECH:-} ${AISHELL:-}"
+  if is_done "$marker" "$sig"; then
+    log "Stage 1: data dirs already prepared ($marker)"
+  else
+    log "Stage 1: data preparation: local/data.sh $local_data_opts"
+    rm -f "$marker"
+    eval "local/data.sh $local_data_opts"
+    for lang in "${st_arr[@]}"; do
+      for split in "$train_set" "$valid_set" "${test_arr[@]}"; do
+        if [ ! -f "$datadir/${split}_${lang}/text.en" ]; then
+          log "ERROR: $datadir/${split}_${lang}/text.en is missing but $lang is in st_langs"; exit 1
+        fi
+      done
+    done
+    dirs=()
+    for lang in "${langs[@]}"; do
+      for split in "$train_set" "$valid_set" "${test_arr[@]}"; do dirs+=("$datadir/${split}_${lang}"); done
+    done
+    validate "${dirs[@]}"
+    for s in "${ssl_arr[@]}"; do validate --no-text "$datadir/$s"; done
+    mark_done "$marker" "$sig"
+  fi
+fi
+
+if in_stage 2; then
+  if [ -z "$speed_perturb_factors" ]; then
+    log "Stage 2: skipped (no speed_perturb_factors)"
+  else
+    for lang in "${langs[@]}"; do
+      src=$datadir/${train_set}_${lang}
+      out=$datadir/${train_split}_${lang}
+      sig="factors $speed_perturb_factors | $(dir_checksum "$src")"
+      if is_done "$out/.done" "$sig"; then
+        log "Stage 2: $out already done"; continue
+      fi
+      log "Stage 2: speed perturbation ($speed_perturb_factors) $src -> $out"
+      rm -f "$out/.done"
+      mkdir -p "$out/log"
+      ${cmd} "$out/log/speed_perturb.log" \
+        osoup-speed-perturb --in "$src" --out "$out" --factors "$speed_perturb_factors" --nj "$nj"
+      validate "$out"
+      mark_done "$out/.done" "$sig"
+    done
+  fi
+fi
+
+if in_stage 3; then
+  for set in "${sets[@]}"; do
+    src=$datadir/$set
+    out=$dumpdir/raw/$set
+    sig="fbank $fbank_opts | $(dir_checksum "$src")"
+    if is_done "$out/.done" "$sig"; then
+      log "Stage 3: $out already done"; continue
+    fi
+    rm -rf "$out"
+    mkdir -p "$out/log" "$out/data"
+    for f in wav.scp text text.en utt2spk spk2utt utt2dur; do
+      if [ -f "$src/$f" ]; then cp "$src/$f" "$out/$f"; fi
+    done
+    n_utt=$(wc -l < "$src/wav.scp")
+    _nj=$(( nj < n_utt ? nj : n_utt ))
+    log "Stage 3: fbank of $src ($n_utt utterances, $_nj jobs) -> $out"
+    split_scps=()
+    for n in $(seq "$_nj"); do split_scps+=("$out/split${_nj}/wav.$n.scp"); done
+    "$utils/split_scp.sh" "$src/wav.scp" "${split_scps[@]}"
+    # shellcheck disable=SC2086  # fbank_opts holds several options
+    ${cmd} JOB=1:"$_nj" "$out/log/fbank.JOB.log" \
+      osoup-compute-fbank --wav-scp "$out/split${_nj}/wav.JOB.scp" \
+        --out-ark "$out/data/feats.JOB.ark" --out-scp "$out/data/feats.JOB.scp" \
+        --out-num-frames "$out/data/utt2num_frames.JOB" ${fbank_opts}
+    for n in $(seq "$_nj"); do cat "$out/data/feats.$n.scp"; done | sort > "$out/feats.scp.tmp"
+    for n in $(seq "$_nj"); do cat "$out/data/utt2num_frames.$n"; done | sort > "$out/utt2num_frames.tmp"
+    mv "$out/feats.scp.tmp" "$out/feats.scp"
+    mv "$out/utt2num_frames.tmp" "$out/utt2num_frames"
+    n_feats=$(wc -l < "$out/feats.scp")
+    if [ "$n_feats" -lt "$n_utt" ]; then
+      # compute-fbank logged each bad file and enforced its --max-bad-frac per job; the source
+      # dir was valid, so missing features are the only thing fix_data_dir can remove here.
+      log "WARNING: $out: $((n_utt - n_feats)) of $n_utt utterances have no features (bad audio, see $out/log/fbank.*.log)"
+      "$utils/fix_data_dir.sh" --max-bad-frac 1 "$out"
+    fi
+    if is_ssl_set "$set"; then validate --no-text "$out"; else validate "$out"; fi
+    mark_done "$out/.done" "$sig"
+  done
+fi
+
+if in_stage 4; then
+  for set in "${sets[@]}"; do
+    src=$dumpdir/raw/$set
+    out=$dumpdir/fbank/$set
+    length_opts=(--min-sec "$min_sec" --max-sec "$max_sec")
+    if is_test_split "${set%_*}"; then length_opts=(--keep-all-lengths); fi
+    sig="filter ${length_opts[*]} | $(dir_checksum "$src")"
+    if is_done "$out/.done" "$sig"; then
+      log "Stage 4: $out already done"; continue
+    fi
+    rm -rf "$out"
+    mkdir -p "$out/log"
+    ${cmd} "$out/log/filter_data.log" osoup-filter-data --in "$src" --out "$out" "${length_opts[@]}"
+    log "Stage 4: $out: kept $(wc -l < "$out/utt2spk") of $(wc -l < "$src/utt2spk") utterances (${length_opts[*]})"
+    if is_ssl_set "$set"; then validate --no-text "$out"; else validate "$out"; fi
+    mark_done "$out/.done" "$sig"
+  done
+  cmvn_dirs=()
+  cmvn_feats=()
+  for lang in "${langs[@]}"; do
+    cmvn_dirs+=("$dumpdir/fbank/${train_split}_${lang}")
+    cmvn_feats+=("$dumpdir/fbank/${train_split}_${lang}/feats.scp" "$dumpdir/fbank/${train_split}_${lang}/.done")
+  done
+  cmvn=$dumpdir/fbank/global_cmvn.json
+  sig="cmvn | $(checksum "${cmvn_feats[@]}")"
+  if is_done "$cmvn.done" "$sig"; then
+    log "Stage 4: $cmvn already done"
+  else
+    log "Stage 4: global CMVN over ${cmvn_dirs[*]} -> $cmvn"
+    rm -f "$cmvn.done"
+    ${cmd} "$dumpdir/fbank/log/compute_cmvn.log" osoup-compute-cmvn --out "$cmvn" "${cmvn_dirs[@]}"
+    mark_done "$cmvn.done" "$sig"
+  fi
+fi
+
+if in_stage 5; then
+  # One SentencePiece model per ASR language, one English model for every translation head.
+  tok_jobs=()
+  for lang in "${asr_arr[@]}"; do tok_jobs+=("asr:$lang"); done
+  if [ ${#st_arr[@]} -gt 0 ]; then tok_jobs+=("st:en"); fi
+  for job in "${tok_jobs[@]}"; do
+    kind=${job%%:*}
+    lang=${job#*:}
+    tok=$tokendir/${kind}_${lang}
+    texts=()
+    if [ "$kind" = asr ]; then
+      texts=("$datadir/${train_set}_${lang}/text")
+      vocab=$(lookup "$asr_vocab_sizes" "$lang" "$asr_vocab_size")
+      type_opts=(--model-type "$(lookup "$asr_model_types" "$lang" unigram)")
+    else
+      for l in "${st_arr[@]}"; do texts+=("$datadir/${train_set}_${l}/text.en"); done
+      vocab=$st_vocab_size
+      type_opts=()
+    fi
+    sig="spm $kind $lang $vocab ${type_opts[*]} | $(checksum "${texts[@]}")"
+    if is_done "$tok/.done" "$sig"; then
+      log "Stage 5: $tok already done"; continue
+    fi
+    log "Stage 5: SentencePiece ($kind, $lang, vocabulary <= $vocab ${type_opts[*]}) on ${texts[*]} -> $tok"
+    rm -rf "$tok"
+    mkdir -p "$tok/log"
+    ${cmd} "$tok/log/train_spm.log" osoup-train-spm --kind "$kind" --lang "$lang" --out "$tok" \
+      --vocab-size "$vocab" "${type_opts[@]}" "${texts[@]}"
+    mark_done "$tok/.done" "$sig"
+  done
+
+  # CTC-length filter of the training and validation sets (test sets are never filtered).
+  filter_jobs=()
+  for lang in "${asr_arr[@]}"; do filter_jobs+=("asr:$lang:$tokendir/asr_$lang"); done
+  for lang in "${st_arr[@]}"; do filter_jobs+=("st:$lang:$tokendir/st_en"); done
+  for job in "${filter_jobs[@]}"; do
+    IFS=: read -r task lang tok <<< "$job"
+    for split in "$train_split" "$valid_set"; do
+      src=$dumpdir/fbank/${split}_${lang}
+      out=$dumpdir/$task/${split}_${lang}
+      sig="ctc $task subsampling $subsampling | $(dir_checksum "$src" "$tok/spm.model")"
+      if is_done "$out/.done" "$sig"; then
+        log "Stage 5: $out already done"; continue
+      fi
+      rm -rf "$out"
+      mkdir -p "$out/log"
+      ${cmd} "$out/log/filter_ctc.log" osoup-filter-ctc --in "$src" --out "$out" --token-dir "$tok" \
+        --task "$task" --subsampling "$subsampling"
+      log "Stage 5: $out: kept $(wc -l < "$out/utt2spk") of $(wc -l < "$src/utt2spk") utterances whose $task targets fit CTC"
+      validate "$out"
+      mark_done "$out/.done" "$sig"
+    done
+  done
+fi
+
+# ===========================================================================================
+# Stages 6 and later (training, decoding, scoring) are added here. They read
+# dump/{asr,st}/<set>, dump/fbank/<test set>, dump/fbank/global_cmvn.json and data/token/.
+# ===========================================================================================
+
+log "Finished stages $stage to $stop_stage (those that exist)."

@@ -1,0 +1,1 @@
+../../covost2/local/data.sh

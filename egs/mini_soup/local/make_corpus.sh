@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Stage 0 of the mini recipe: synthesise a small multilingual corpus (espeak-ng speech, our own
+# grammar) in the Common Voice 4 + CoVoST 2 layout, into $COMMONVOICE of db.sh (./corpus).
+# A complete corpus is not regenerated on rerun.
+#   local/make_corpus.sh [--langs "en fr de es ca zh"] [--utts-per-lang 600] [--seed 1] [--nj 4]
+set -euo pipefail
+langs="en fr de es ca zh"
+utts_per_lang=600
+seed=1
+nj=4
+# shellcheck disable=SC1091
+. ./path.sh
+# shellcheck disable=SC1091
+. ./db.sh
+. utils/parse_options.sh
+
+osoup-make-mini-corpus --out "$COMMONVOICE" --langs "$langs" --utts-per-lang "$utts_per_lang" \
+  --seed "$seed" --nj "$nj"
