@@ -57,11 +57,18 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[TextIO]:
             f = os.fdopen(fd, mode, encoding="utf-8", newline="\n")
         with f:
             yield f
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -12,6 +12,10 @@
 #   3  fbank, nj parallel jobs                              -> dump/raw/<set>/
 #   4  length/empty-text filter and global CMVN             -> dump/fbank/<set>/, dump/fbank/global_cmvn.json
 #   5  SentencePiece models and CTC-length filter           -> data/token/{asr_<lang>,st_en}/, dump/{asr,st}/<set>/
+#   6  training, one experiment per method and seed          -> exp/<method>[_seed<N>]/
+#   7  CTC decoding of the test sets with every head         -> exp/<tag>/decode_<search>/<set>/hyp.{asr,st}
+#   8  scoring (WER, CER for zh, BLEU)                       -> exp/<tag>/RESULTS.md, results.json
+#   9  comparison of all methods (tables, radar, trade-off)  -> exp/RESULTS_compare/
 # Every step writes a .done marker holding a signature of its options and inputs; a rerun skips
 # finished steps, redoes killed or outdated ones. Options: any variable below as --foo-bar VALUE.
 set -euo pipefail
@@ -47,6 +51,18 @@ asr_vocab_sizes=""        # per-language overrides "lang:size", e.g. "zh:5000"
 asr_model_types="zh:char"  # per-language model types "lang:type"; unigram for the others
 st_vocab_size=1000        # the English model shared by every translation head
 subsampling=4             # encoder subsampling factor for the CTC length filter
+
+# Training, decoding, scoring (stages 6-9)
+recipe=""                 # one method: vs | vc | vm | joint | two_stage | two_stage_static | peft
+levels=""                 # vm hierarchy for --recipe vm, e.g. "asr>st>ssl" (UAS) or "st>asr>ssl" (USA)
+methods="vm:asr>st>ssl"   # several methods (used when --recipe is empty): "recipe[:levels] ..."
+train_config=conf/train.yaml  # osoup-train YAML config (model size, lr, epochs, penalties ...)
+train_opts=""             # extra osoup-train options, e.g. "--ssl bestrq --gamma 0.05"
+seeds=1                   # train each method with seeds 1..N (N>1: mean +- std in the comparison)
+exp_tag=""                # experiment name prefix (default: none)
+search=greedy             # CTC search: greedy | beam
+beam=10                   # beam size for --search beam
+decode_model=best.pt      # checkpoint to decode: best.pt | latest.pt | avgN.pt
 # End of options: --help lists "name=default  # comment" lines from "# General" to here.
 
 utils=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../utils" && pwd -P)
@@ -321,9 +337,76 @@ if in_stage 5; then
   done
 fi
 
-# ===========================================================================================
-# Stages 6 and later (training, decoding, scoring) are added here. They read
-# dump/{asr,st}/<set>, dump/fbank/<test set>, dump/fbank/global_cmvn.json and data/token/.
-# ===========================================================================================
+# Stages 6-9: one experiment per method and seed.
+if [ -n "$recipe" ]; then
+  methods=$recipe${levels:+:$levels}
+fi
+read -r -a method_arr <<< "$methods"
+exps=()
+labels=()
+for m in "${method_arr[@]}"; do
+  r=${m%%:*}
+  lv=""
+  if [[ $m == *:* ]]; then lv=${m#*:}; fi
+  name=$r${lv:+_$(echo "$lv" | tr '>,' '-+')}
+  for s in $(seq "$seeds"); do
+    tag=${exp_tag:+${exp_tag}_}$name
+    if [ "$seeds" -gt 1 ]; then tag=${tag}_seed$s; fi
+    exps+=("exp/$tag|$r|$lv|$s")
+    labels+=("$r${lv:+:$lv}")
+  done
+done
+test_dirs=()
+for lang in "${langs[@]}"; do
+  for split in "${test_arr[@]}"; do test_dirs+=("${split}_${lang}"); done
+done
+
+if in_stage 6; then
+  for e in "${exps[@]}"; do
+    IFS='|' read -r dir r lv s <<< "$e"
+    if [ -f "$dir/.train.done" ]; then
+      log "Stage 6: $dir already trained"; continue
+    fi
+    log "Stage 6: training $dir (recipe $r${lv:+, levels $lv}, seed $s)"
+    mkdir -p "$dir"
+    lv_opts=()
+    if [ -n "$lv" ]; then lv_opts=(--levels "$lv"); fi
+    # --resume: a killed run continues from its last epoch checkpoint.
+    # shellcheck disable=SC2086  # train_opts holds several options
+    osoup-train --config "$train_config" --exp-dir "$dir" --recipe "$r" "${lv_opts[@]}" --seed "$s" \
+      --asr-langs "$asr_langs" --st-langs "$st_langs" --dump-dir "$dumpdir" --token-dir "$tokendir" \
+      --train-split "$train_split" --dev-split "$valid_set" --resume ${train_opts}
+    touch "$dir/.train.done"
+  done
+fi
+
+if in_stage 7; then
+  for e in "${exps[@]}"; do
+    IFS='|' read -r dir _ _ _ <<< "$e"
+    dtag=$search
+    if [ "$search" = beam ]; then dtag=beam$beam; fi
+    log "Stage 7: decoding ${test_dirs[*]} with $dir/$decode_model ($search)"
+    osoup-decode --exp-dir "$dir" --model "$decode_model" --data-dir "$dumpdir/fbank" \
+      --sets "${test_dirs[*]}" --search "$search" --beam "$beam" --tag "$dtag"
+  done
+fi
+
+if in_stage 8; then
+  for i in "${!exps[@]}"; do
+    IFS='|' read -r dir _ _ s <<< "${exps[$i]}"
+    log "Stage 8: scoring $dir"
+    osoup-score --exp "$dir" --data "$dumpdir/fbank" --label "${labels[$i]}" --seed "$s"
+    log "Stage 8: $dir/RESULTS.md"
+  done
+fi
+
+if in_stage 9; then
+  dirs=()
+  for e in "${exps[@]}"; do dirs+=("${e%%|*}"); done
+  out=exp/RESULTS_compare${exp_tag:+_$exp_tag}
+  log "Stage 9: comparing ${#dirs[@]} experiment(s) -> $out"
+  osoup-results --exps "${dirs[@]}" --labels "${labels[@]}" --out "$out" --split "${test_arr[0]}"
+  cat "$out/RESULTS.md"
+fi
 
 log "Finished stages $stage to $stop_stage (those that exist)."

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Environment of an osoup recipe; sourced (by run.sh, TEMPLATE/asr.sh, local/*.sh) from the
 # recipe directory egs/<corpus>/.
-osoup_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+# OSOUP_ROOT overrides the location (e.g. a copy of a recipe outside the repository).
+osoup_root=${OSOUP_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)}
 if [ ! -x "$osoup_root/tools/venv/bin/python" ]; then
   echo "path.sh: no Python environment in $osoup_root/tools/venv; run 'bash tools/setup.sh' in $osoup_root first" >&2
   # shellcheck disable=SC2317  # exit when executed instead of sourced

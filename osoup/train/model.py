@@ -82,7 +82,7 @@ def pad_batch(mats: Sequence, device: torch.device | str = "cpu") -> tuple[torch
     lengths = torch.tensor([m.shape[0] for m in mats], dtype=torch.long)
     out = torch.zeros(len(mats), int(lengths.max()), mats[0].shape[1])
     for i, m in enumerate(mats):
-        out[i, : m.shape[0]] = torch.from_numpy(m)
+        out[i, : m.shape[0]] = torch.tensor(m)
     return out.to(device), lengths.to(device)
 
 
