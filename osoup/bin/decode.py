@@ -54,7 +54,7 @@ def load_experiment(exp_dir: Path, model_file: str, device: str):
     import torch
 
     from osoup.text.tokenizer import Tokenizer
-    from osoup.train.model import SoupModel
+    from osoup.nets.model import SoupModel
 
     meta_path = exp_dir / "objectives.json"
     ckpt_path = exp_dir / model_file
@@ -90,7 +90,7 @@ def load_packed(path: Path, device: str):
     import torch
 
     from osoup.text.tokenizer import Tokenizer
-    from osoup.train.model import SoupModel
+    from osoup.nets.model import SoupModel
 
     if not path.is_file():
         raise DataError(f"{path}: packed model not found")
@@ -113,7 +113,7 @@ def load_packed(path: Path, device: str):
 
 def decode_mats(model, head: str, tok, mats: list, search: str, beam: int, device: str) -> list[str]:
     from osoup.decode.ctc import greedy_search, prefix_beam_search
-    from osoup.train.model import pad_batch
+    from osoup.nets.model import pad_batch
 
     feats, lengths = pad_batch(mats, device)
     logp, olens = model.log_probs(head, feats, lengths)

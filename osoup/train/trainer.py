@@ -34,7 +34,7 @@ from osoup.train.checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from osoup.train.model import SoupModel, pad_batch, pad_targets
+from osoup.nets.model import SoupModel, pad_batch, pad_targets
 from osoup.train.objectives import ObjectiveSpec
 
 log = logging.getLogger(__name__)

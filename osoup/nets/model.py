@@ -1,5 +1,5 @@
 """The multi-head model: one shared Conformer backbone θ, one CTC head φ per (language, task),
-and the SSL module's own parameters (trained like heads)."""
+and the SSL module's own parameters (trained like heads). Also batch padding helpers."""
 from __future__ import annotations
 
 from typing import Sequence
