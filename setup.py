@@ -23,6 +23,7 @@ COMMANDS = {
     "decode": "osoup.bin.decode",
     "score": "osoup.bin.score",
     "results": "osoup.bin.results",
+    "conflict": "osoup.bin.conflict",
 }
 
 setup(

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("osoup-train")
     log.info("command: %s", " ".join(sys.argv if argv is None else ["osoup-train", *argv]))
     try:
-        from osoup.train.objectives import build_objectives
+        from osoup.data.objectives import build_objectives
         from osoup.train.trainer import TrainConfig, Trainer
 
         specs = build_objectives(

@@ -35,7 +35,7 @@ from osoup.train.checkpoint import (
     set_rng_state,
 )
 from osoup.nets.model import SoupModel, pad_batch, pad_targets
-from osoup.train.objectives import ObjectiveSpec
+from osoup.data.objectives import ObjectiveSpec
 
 log = logging.getLogger(__name__)
 
