@@ -16,6 +16,7 @@
 #   7  CTC decoding of the test sets with every head         -> exp/<tag>/decode_<search>/<set>/hyp.{asr,st}
 #   8  scoring (WER, CER for zh, BLEU)                       -> exp/<tag>/RESULTS.md, results.json
 #   9  comparison of all methods (tables, radar, trade-off)  -> exp/RESULTS_compare/
+#   10 gradient-conflict analysis of the first method       -> exp/<tag>/conflict/ (suggested_levels.txt)
 # Every step writes a .done marker holding a signature of its options and inputs; a rerun skips
 # finished steps, redoes killed or outdated ones. Options: any variable below as --foo-bar VALUE.
 set -euo pipefail
@@ -63,6 +64,8 @@ exp_tag=""                # experiment name prefix (default: none)
 search=greedy             # CTC search: greedy | beam
 beam=10                   # beam size for --search beam
 decode_model=best.pt      # checkpoint to decode: best.pt | latest.pt | avgN.pt
+conflict_batches=20       # stage 10: batches per objective for the gradient-conflict analysis
+conflict_opts=""          # stage 10: extra osoup-conflict options, e.g. "--split dev --threshold 0.05"
 # End of options: --help lists "name=default  # comment" lines from "# General" to here.
 
 utils=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../utils" && pwd -P)
@@ -407,6 +410,25 @@ if in_stage 9; then
   log "Stage 9: comparing ${#dirs[@]} experiment(s) -> $out"
   osoup-results --exps "${dirs[@]}" --labels "${labels[@]}" --out "$out" --split "${test_arr[0]}"
   cat "$out/RESULTS.md"
+fi
+
+if in_stage 10; then
+  # The first method's experiment (first seed). Its suggested_levels.txt starts with the
+  # recommended hierarchy: ./run.sh --recipe vm --levels "$(head -1 exp/<tag>/conflict/suggested_levels.txt)"
+  IFS='|' read -r dir _ _ _ <<< "${exps[0]}"
+  out=$dir/conflict
+  sig="conflict $decode_model $conflict_batches $conflict_opts | $(checksum "$dir/$decode_model" "$dir/objectives.json")"
+  if is_done "$out/.done" "$sig"; then
+    log "Stage 10: $out already done"
+  else
+    log "Stage 10: gradient conflict of $dir/$decode_model ($conflict_batches batches per objective) -> $out"
+    rm -f "$out/.done"
+    # shellcheck disable=SC2086  # conflict_opts holds several options
+    osoup-conflict --exp-dir "$dir" --model "$decode_model" --dump-dir "$dumpdir" --token-dir "$tokendir" \
+      --num-batches "$conflict_batches" --out "$out" --suggest-levels ${conflict_opts}
+    mark_done "$out/.done" "$sig"
+    log "Stage 10: $out/conflict.md; suggested levels, recommended first: $(paste -sd' ' "$out/suggested_levels.txt")"
+  fi
 fi
 
 log "Finished stages $stage to $stop_stage (those that exist)."
