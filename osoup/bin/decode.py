@@ -51,25 +51,13 @@ def get_parser() -> configargparse.ArgumentParser:
 
 
 def load_experiment(exp_dir: Path, model_file: str, device: str):
-    import torch
-
+    """The experiment's model (eval mode) and one tokenizer per head."""
+    from osoup.conflict.gradients import load_experiment_model
     from osoup.text.tokenizer import Tokenizer
-    from osoup.nets.model import SoupModel
 
-    meta_path = exp_dir / "objectives.json"
-    ckpt_path = exp_dir / model_file
-    for p in (meta_path, ckpt_path):
-        if not p.is_file():
-            raise DataError(f"{p}: not found (train first)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-    conf = dict(ckpt["model_conf"])
-    conf["specaug_conf"] = None
-    model = SoupModel(**conf).to(device)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    model, meta = load_experiment_model(exp_dir, model_file, device)
     tokenizers = {name: Tokenizer(d) for name, d in meta["token_dirs"].items()}
-    return model, tokenizers, conf
+    return model, tokenizers
 
 
 def pack_model(exp_dir: Path, model_file: str, out: Path) -> None:
@@ -145,7 +133,7 @@ def decode_recipe(args) -> None:
     from osoup.data.datadir import read_scp
 
     exp = Path(args.exp_dir)
-    model, tokenizers, _ = load_experiment(exp, args.model, args.device)
+    model, tokenizers = load_experiment(exp, args.model, args.device)
     tag = args.tag or (f"beam{args.beam}" if args.search == "beam" else "greedy")
     sets = args.sets.split()
     if not sets:
