@@ -225,6 +225,18 @@ def test_filter_data(tmp_path):
         filter_data(d, tmp_path / "fail")
 
 
+def test_filter_data_audio_only_set(tmp_path):
+    """SSL-only sets have no transcripts: with need_text=False only features and lengths count."""
+    d = _raw_dump(tmp_path)
+    (d / "text").unlink()
+    (d / "text.en").unlink()
+    with pytest.raises(DataError, match="no_text"):
+        filter_data(d, tmp_path / "strict")
+    counts = filter_data(d, tmp_path / "ssl", need_text=False, max_bad_frac=0.5)
+    assert counts == {"kept": 3, "too_short": 1, "too_long": 1, "no_features": 1}
+    assert sorted(read_scp(tmp_path / "ssl" / "feats.scp")) == ["s1-a", "s2-d", "s2-e"]
+
+
 def test_filter_data_command_fails_cleanly(tmp_path, capsys):
     from osoup.bin.filter_data import main
 

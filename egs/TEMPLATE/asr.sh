@@ -256,6 +256,7 @@ if in_stage 4; then
     out=$dumpdir/fbank/$set
     length_opts=(--min-sec "$min_sec" --max-sec "$max_sec")
     if is_test_split "${set%_*}"; then length_opts=(--keep-all-lengths); fi
+    if is_ssl_set "$set"; then length_opts+=(--no-text); fi
     sig="filter ${length_opts[*]} | $(dir_checksum "$src")"
     if is_done "$out/.done" "$sig"; then
       log "Stage 4: $out already done"; continue

@@ -26,6 +26,7 @@ def get_parser() -> configargparse.ArgumentParser:
     p.add_argument("--max-sec", type=float, default=20.0)
     p.add_argument("--keep-all-lengths", action="store_true", help="no length filter (test sets)")
     p.add_argument("--max-bad-frac", type=float, default=0.05)
+    p.add_argument("--no-text", action="store_true", help="audio-only set (SSL): check features and lengths only")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     logger.info("config: %s", vars(args))
     try:
-        filter_data(args.in_dir, args.out_dir, args.min_sec, args.max_sec, args.keep_all_lengths, args.max_bad_frac)
+        filter_data(args.in_dir, args.out_dir, args.min_sec, args.max_sec, args.keep_all_lengths, args.max_bad_frac,
+                    need_text=not args.no_text)
     except DataError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1

@@ -87,11 +87,13 @@ def filter_data(
     max_sec: float = 20.0,
     keep_all_lengths: bool = False,
     max_bad_frac: float = 0.05,
+    need_text: bool = True,
 ) -> Counter:
     """Stage 4: drop utterances without features (bad audio), with missing or empty text
     (after ASR normalisation) or translation, and, unless ``keep_all_lengths``, those shorter
     than ``min_sec`` or longer than ``max_sec`` (num_frames * 10 ms). Returns removal counts
-    by reason (plus "kept"); raises DataError when bad data exceeds ``max_bad_frac``."""
+    by reason (plus "kept"); raises DataError when bad data exceeds ``max_bad_frac``.
+    ``need_text=False`` (SSL-only audio sets) checks features and lengths only."""
     in_dir = Path(in_dir)
     files = read_data_dir(in_dir)
     for need in ("feats.scp", "utt2num_frames"):
@@ -108,6 +110,8 @@ def filter_data(
         reason = None
         if utt not in nframes_tab or utt not in files["feats.scp"]:
             reason = "no_features"
+        elif not need_text:
+            pass
         elif utt not in text:
             reason = "no_text"
         elif not normalize_asr(text[utt], "xx"):  # emptiness does not depend on the language
@@ -116,7 +120,7 @@ def filter_data(
             reason = "no_text_en"
         elif text_en is not None and not normalize_st(text_en[utt]):
             reason = "empty_text_en"
-        else:
+        if reason is None:
             try:
                 sec = int(nframes_tab[utt]) * FRAME_SHIFT_SEC
             except ValueError:
