@@ -375,11 +375,17 @@ if in_stage 6; then
     mkdir -p "$dir"
     lv_opts=()
     if [ -n "$lv" ]; then lv_opts=(--levels "$lv"); fi
+    ssl_opts=()
+    if [ ${#ssl_arr[@]} -gt 0 ]; then  # SSL audio: every training set plus the SSL-only sets
+      ssl_list=()
+      for lang in "${langs[@]}"; do ssl_list+=("${train_split}_${lang}"); done
+      ssl_opts=(--ssl-sets "${ssl_list[*]} ${ssl_arr[*]}")
+    fi
     # --resume: a killed run continues from its last epoch checkpoint.
     # shellcheck disable=SC2086  # train_opts holds several options
     osoup-train --config "$train_config" --exp-dir "$dir" --recipe "$r" "${lv_opts[@]}" --seed "$s" \
       --asr-langs "$asr_langs" --st-langs "$st_langs" --dump-dir "$dumpdir" --token-dir "$tokendir" \
-      --train-split "$train_split" --dev-split "$valid_set" --resume ${train_opts}
+      --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" --resume ${train_opts}
     touch "$dir/.train.done"
   done
 fi

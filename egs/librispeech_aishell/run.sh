@@ -23,4 +23,5 @@ for part in $extra_ssl_parts; do ssl_sets+=" ssl_${part}_en"; done
   --local-data-opts "--parts '$parts' --extra-ssl-parts '$extra_ssl_parts'" \
   --ssl-sets "${ssl_sets# }" \
   --asr-vocab-size 1000 --asr-vocab-sizes "zh:5000" \
+  --methods "vm:en>zh>ssl" \
   "${args[@]}"

@@ -65,7 +65,8 @@ def get_parser() -> configargparse.ArgumentParser:
     g.add_argument("--recipe", default="vm", help="vs | vc | vm | joint | two_stage | two_stage_static | peft")
     g.add_argument("--levels", default="asr>st>ssl", help="vm hierarchy, highest priority first, e.g. 'asr>st>ssl', 'en>zh>ssl'")
     g.add_argument("--epochs", type=int, default=200)
-    g.add_argument("--pretrain-epochs", type=int, default=100)
+    g.add_argument("--pretrain-epochs", type=int, default=100, help="two_stage/peft: SSL pre-training epochs")
+    g.add_argument("--finetune-epochs", type=int, default=0, help="two_stage/peft: fine-tuning epochs (0: --epochs)")
     g.add_argument("--steps-per-epoch", type=int, default=0, help="0: enough for the largest objective's data")
     g.add_argument("--lr-backbone", type=float, default=5e-4, help="α")
     g.add_argument("--lr-heads", type=float, default=5e-5, help="β")
@@ -94,7 +95,7 @@ def get_parser() -> configargparse.ArgumentParser:
     g.add_argument("--average-last", type=int, default=0)
     g.add_argument("--log-interval", type=int, default=10)
     g.add_argument("--max-skips", type=int, default=10, help="stop after this many consecutive non-finite steps")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     g.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     g.add_argument("--verbose", type=int, default=1)
     return p

@@ -52,7 +52,8 @@ class TrainConfig:
     recipe: str = "vm"
     levels: str | None = "asr>st>ssl"
     epochs: int = 200
-    pretrain_epochs: int = 100  # two_stage / peft: epochs of SSL pre-training (then `epochs` of fine-tuning)
+    pretrain_epochs: int = 100  # two_stage / peft: epochs of SSL pre-training
+    finetune_epochs: int = 0  # two_stage / peft: epochs of fine-tuning (0: `epochs`)
     steps_per_epoch: int = 0  # 0: enough for the largest objective's (upsampled) data to be seen once
     max_frames: int = 12000  # padded frames per objective batch
     max_utts: int = 64
@@ -83,7 +84,7 @@ class TrainConfig:
     log_interval: int = 10
     max_skips: int = 10
     cache_feats: bool = True
-    device: str = "cpu"
+    device: str = "auto"  # auto: cuda when available, else cpu
     threads: int = 0
 
 
@@ -116,7 +117,7 @@ class Trainer:
         self.names = [s.name for s in specs]
         self.exp = Path(exp_dir)
         self.exp.mkdir(parents=True, exist_ok=True)
-        self.device = torch.device(cfg.device)
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -147,15 +148,16 @@ class Trainer:
         if not has_ssl:
             raise DataError(f"recipe {c.recipe} pre-trains on SSL: give --ssl cpc|bestrq")
         phases = [Phase("pretrain", "ssl", ["ssl"], c.pretrain_epochs, c.lr_backbone, c.lr_heads, c.pretrain_scheduler)]
+        ft_epochs = c.finetune_epochs or c.epochs
         if c.recipe == "two_stage":
-            phases.append(Phase("finetune", "mean", sup, c.epochs, c.lr_heads, c.lr_heads, c.scheduler))
+            phases.append(Phase("finetune", "mean", sup, ft_epochs, c.lr_heads, c.lr_heads, c.scheduler))
         elif c.recipe == "two_stage_static":
-            phases.append(Phase("finetune", "static", sup, c.epochs, c.lr_heads, c.lr_heads, c.scheduler))
+            phases.append(Phase("finetune", "static", sup, ft_epochs, c.lr_heads, c.lr_heads, c.scheduler))
         else:  # peft: one set of heads at a time, θ frozen
             from osoup.moo import parse_levels
 
             sets = parse_levels(c.peft_sets, sup, ssl=None)
-            per = max(1, c.epochs // len(sets))
+            per = max(1, ft_epochs // len(sets))
             for i, group in enumerate(sets):
                 phases.append(Phase(f"peft{i}", "mean", group, per, 0.0, c.lr_heads, c.scheduler, train_backbone=False))
         return phases
