@@ -9,6 +9,8 @@ seed=1              # corpus seed
 tiny=false          # true: a small corpus and small vocabularies, for tests
 asr_langs="en fr de es ca zh"
 st_langs="fr de es ca"
+# The methods compared by default (stages 6-9); --recipe X [--levels L] trains just one.
+methods="joint vs vc vm:asr>st>ssl vm:st>asr>ssl"
 
 # This recipe's options may come anywhere; everything else is for asr.sh.
 args=()
@@ -29,4 +31,5 @@ utts_per_lang=${utts_per_lang:-600}
   --asr-langs "$asr_langs" --st-langs "$st_langs" \
   --local-corpus-opts "--langs '$asr_langs' --utts-per-lang $utts_per_lang --seed $seed" \
   --local-data-opts "--asr-langs '$asr_langs' --st-langs '$st_langs'" \
+  --methods "$methods" --train-config conf/train.yaml \
   "${tiny_opts[@]}" "${args[@]}"
