@@ -108,7 +108,13 @@ def make_batches(examples: Sequence[Example], max_frames: int, max_utts: int, mi
         cur.append(i)
     if cur:
         if len(cur) < min_utts and batches:
-            batches[-1].extend(cur)
+            prev = batches[-1]
+            while len(cur) < min_utts and len(prev) > min_utts:
+                cur.insert(0, prev.pop())  # borrow from the previous batch: both stay within limits
+            if len(cur) < min_utts:
+                prev.extend(cur)
+            else:
+                batches.append(cur)
         else:
             batches.append(cur)
     return batches
