@@ -17,13 +17,20 @@ with λ^p from the level's weighting (MoDo on ``G1 G2ᵀ`` of the level's rows, 
 get ``0.5 ×`` each half's gradient accumulated into ``.grad``: the plain gradient of the mean of
 the halves, never scaled by λ or η (eq. 14).
 
-Gradients of θ are kept per objective and per half in one fp32 buffer ``[2, M, D]`` only when
-some level needs a Gramian; otherwise the weights are known before the backward and each
-gradient goes straight into ``.grad`` (recipes joint/mean/static/ssl cost what plain training
-costs). Nothing in :meth:`Soup.step` reads a value back to the host.
+Cost (issue 4): no forward or backward pass beyond the plain joint step (every objective
+has its own batch, so its backward is needed anyway). Per-objective gradients of θ are kept,
+in one fp32 buffer ``[2, R, D_MOO]``, only for the R objectives of levels that need a Gramian
+and only over the MOO layers (all of θ, or the selected layers with ``moo_layers``); every other
+gradient goes straight into ``.grad`` with its weight, which is known before the backward.
+Recipes without Gramian (joint/mean/static/ssl, loss-based weightings) cost what plain
+training costs. Gramians are built on the device; nothing in :meth:`Soup.step` reads a value
+back to the host (except a probe step's choice of layers, and torchjd's own solvers).
+Call :meth:`Soup.begin_step` (epoch) before the backwards to let lower levels' direct
+gradients use their coefficient at once; without it they wait in a θ-sized accumulator.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -33,6 +40,7 @@ from torch.nn import Parameter
 
 from osoup.moo.levels import parse_levels
 from osoup.moo.schedule import PenaltySchedule
+from osoup.moo.registry import WEIGHTINGS, make_weighting
 from osoup.moo.weighting import MeanWeighting, MoDo, StaticWeighting, Weighting, entropy
 
 RECIPES = ("vs", "vc", "vm", "joint", "mean", "static", "ssl")
@@ -69,6 +77,20 @@ class Soup:
             ``⟨∇φ_m l_m^(0), ∇φ_m l_m^(1)⟩`` to the diagonal (eq. 11-12).
         penalize_lower_in_gram: fold the next level's single objective u into each row of a
             Gramian-using level with that level's η: row_m = g_m + η g_u (vc, eq. 9/12).
+        layer_groups: name -> parameters, natural units of θ (e.g. ``encoder.layer_groups()``);
+            together they must hold every shared parameter exactly once. Needed for
+            ``moo_layers``.
+        moo_layers: layer selection (SPEC §4). ``None``: every layer is a MOO layer (full
+            MOO). An int k: the k most conflicting groups; a float in (0, 1]: that fraction of
+            the groups (rounded up). Only the MOO layers keep per-objective gradients; the
+            others get ``Σ_m c_p λ^k_m g_m`` straight into ``.grad`` with the weights known
+            before the step. λ is one vector per level, computed from the MOO layers' Gramian.
+        conflict_interval: every this many steps (from step 0) a probe step also keeps the
+            other layers' per-objective gradients (sum of the halves), scores every group by
+            the mean pairwise cosine of the objectives' gradients restricted to it (pairs inside
+            each Gramian-using level) and selects the most negative. Before the first probe
+            nothing is selected: step 0 trains every layer with λ⁰, and λ's first update is at
+            step 1. Reading the scores back to choose the groups is the probe's one host sync.
     """
 
     def __init__(
@@ -78,6 +100,9 @@ class Soup:
         levels: list[Level],
         gram_params: str = "shared",
         penalize_lower_in_gram: bool = False,
+        layer_groups: Mapping[str, Sequence[Parameter]] | None = None,
+        moo_layers: int | float | None = None,
+        conflict_interval: int = 50,
     ) -> None:
         self._shared = list(shared_params)
         if not self._shared:
@@ -111,28 +136,40 @@ class Soup:
         for lv in self._levels:
             lv.weighting.to(self._device, torch.float32)
 
-        m = len(self._names)
-        self._buffered = any(lv.weighting.needs_gram for lv in self._levels)
-        if self._buffered:
-            self._buf = torch.zeros(2, m, self._dim, device=self._device, dtype=torch.float32)
-            self._views = [[self._split(self._buf[h, i], self._shared) for i in range(m)] for h in range(2)]
-            self._head_buf: list[list[Tensor]] | None = None
-            self._head_views: list[list[list[Tensor]]] = []
-            if gram_params == "all":
-                sizes = [sum(p.numel() for p in hp) for hp in self._heads]
-                self._head_buf = [
-                    [torch.zeros(sizes[i], device=self._device, dtype=torch.float32) for i in range(m)] for _ in range(2)
-                ]
-                self._head_views = [
-                    [self._split(self._head_buf[h][i], self._heads[i]) for i in range(m)] for h in range(2)
-                ]
-        else:
-            # Fast path: level 1 (c = 1) goes straight into .grad; each lower level into one
-            # accumulator, scaled by its coefficient in step() once the epoch is known.
-            self._acc = [None] + [
-                torch.zeros(self._dim, device=self._device, dtype=torch.float32) for _ in self._levels[1:]
+        # Rows of the per-objective buffers: objectives of Gramian-using levels and the
+        # objectives folded into them (vc's SSL). Everything else goes straight into .grad.
+        gram_levels = [p for p, lv in enumerate(self._levels) if lv.weighting.needs_gram]
+        keep = [p for p in range(len(self._levels)) if p in gram_levels or p in {self._level_of[u] for u in self._fold.values()}]
+        self._rows = [m for m in range(len(self._names)) if self._level_of[m] in keep]
+        self._row_of = {m: r for r, m in enumerate(self._rows)}
+        self._rows_t = torch.tensor(self._rows, dtype=torch.long, device=self._device)
+        self._kinds = {self._levels[p].weighting.gram_kind for p in gram_levels}
+        bad_kind = self._kinds - {"cross", "mean"}
+        if bad_kind:
+            raise ValueError(f"Soup: unknown gram_kind {sorted(bad_kind)} (expected 'cross' or 'mean')")
+        r = len(self._rows)
+        mask = torch.zeros(r, r, dtype=torch.bool)
+        for p in gram_levels:
+            lo, hi = self._bounds[p]
+            for i in range(lo, hi):
+                for j in range(i + 1, hi):
+                    mask[self._row_of[i], self._row_of[j]] = True
+        self._pair_count = int(mask.sum())
+        self._pair_mask = mask.to(self._device)
+
+        self._setup_groups(layer_groups, moo_layers, conflict_interval)
+        self._head_buf: list[list[Tensor]] | None = None
+        if self._rows and gram_params == "all":
+            sizes = [sum(p.numel() for p in self._heads[m]) for m in self._rows]
+            self._head_buf = [[torch.zeros(s, device=self._device, dtype=torch.float32) for s in sizes] for _ in range(2)]
+            self._head_views = [
+                [self._split(self._head_buf[h][r], self._heads[m]) for r, m in enumerate(self._rows)] for h in range(2)
             ]
-            self._acc_views = [None] + [self._split(a, self._shared) for a in self._acc[1:]]
+        self._acc: dict[int, Tensor] = {}
+        self._acc_views: dict[int, list[Tensor]] = {}
+        self._step_count = 0
+        self._last_epoch = 0.0
+        self._layout()
         self._reset_step()
 
     # ----------------------------------------------------------------- construction checks
@@ -167,7 +204,7 @@ class Soup:
                 owner[id(p)] = f"{what} parameter {j}"
 
     def _fold_targets(self) -> dict[int, int]:
-        """Level p -> row of the single objective of level p+1 to fold into its Gramian."""
+        """Level p -> index of the single objective of level p+1 to fold into its Gramian."""
         if not self.penalize_lower_in_gram:
             return {}
         fold = {}
@@ -183,6 +220,56 @@ class Soup:
             fold[p] = self._bounds[p + 1][0]
         return fold
 
+    def _setup_groups(
+        self, layer_groups: Mapping[str, Sequence[Parameter]] | None, moo_layers: int | float | None, interval: int
+    ) -> None:
+        pos = {id(p): j for j, p in enumerate(self._shared)}
+        if layer_groups is None:
+            if moo_layers is not None:
+                raise ValueError("Soup: moo_layers needs layer_groups (name -> parameters covering θ)")
+            self._group_names = ["all"]
+            self._group_params = [list(range(len(self._shared)))]
+        else:
+            self._group_names, self._group_params = [], []
+            owner: dict[int, str] = {}
+            for name, params in layer_groups.items():
+                idx = []
+                for p in params:
+                    j = pos.get(id(p))
+                    if j is None:
+                        raise ValueError(f"Soup: layer group {name!r} holds a parameter that is not a shared parameter")
+                    if j in owner:
+                        raise ValueError(f"Soup: shared parameter {j} is in layer groups {owner[j]!r} and {name!r}")
+                    owner[j] = name
+                    idx.append(j)
+                if not idx:
+                    raise ValueError(f"Soup: layer group {name!r} is empty")
+                self._group_names.append(str(name))
+                self._group_params.append(idx)
+            missing = [j for j in range(len(self._shared)) if j not in owner]
+            if missing:
+                raise ValueError(f"Soup: shared parameters {missing[:10]} are in no layer group; the groups must cover θ")
+        n = len(self._group_names)
+        if moo_layers is None:
+            k = n
+        elif isinstance(moo_layers, bool) or not isinstance(moo_layers, (int, float)):
+            raise ValueError(f"Soup: moo_layers must be an int k or a fraction in (0, 1], got {moo_layers!r}")
+        elif isinstance(moo_layers, int):
+            if not 1 <= moo_layers <= n:
+                raise ValueError(f"Soup: moo_layers={moo_layers} but there are {n} layer groups {self._group_names}")
+            k = moo_layers
+        else:
+            if not (0 < moo_layers <= 1):
+                raise ValueError(f"Soup: a fractional moo_layers must lie in (0, 1], got {moo_layers!r}")
+            k = max(1, math.ceil(moo_layers * n - 1e-9))
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"Soup: conflict_interval must be a positive integer, got {interval!r}")
+        self._k_sel = k
+        self._interval = interval
+        self._selection_on = k < n and bool(self._rows)
+        self._selected = [] if self._selection_on else list(range(n))
+        self._scores: Tensor | None = None
+
     @staticmethod
     def _split(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
         views, off = [], 0
@@ -191,12 +278,45 @@ class Soup:
             off += p.numel()
         return views
 
+    def _layout(self) -> None:
+        """(Re)build the per-objective buffer of the selected groups and the index lists."""
+        sel = sorted(self._selected)
+        self._sel_idx = [j for g in sel for j in self._group_params[g]]
+        rest = [g for g in range(len(self._group_names)) if g not in set(sel)]
+        self._rest_idx = [j for g in rest for j in self._group_params[g]]
+        self._rest_groups = rest
+        self._sel_groups = sel
+
+        def bounds(groups: list[int]) -> list[tuple[int, int]]:
+            out, off = [], 0
+            for g in groups:
+                size = sum(self._numels[j] for j in self._group_params[g])
+                out.append((off, off + size))
+                off += size
+            return out
+
+        self._sel_bounds, self._rest_bounds = bounds(sel), bounds(rest)
+        self._dim_sel = sum(self._numels[j] for j in self._sel_idx)
+        self._dim_rest = self._dim - self._dim_sel
+        self._buf = None  # free the old buffer before allocating the new one
+        self._views: list[list[list[Tensor]]] = []
+        r = len(self._rows)
+        if r:
+            self._buf = torch.zeros(2, r, self._dim_sel, device=self._device, dtype=torch.float32)
+            params = [self._shared[j] for j in self._sel_idx]
+            self._views = [[self._split(self._buf[h, i], params) for i in range(r)] for h in range(2)]
+
     def _reset_step(self) -> None:
         m = len(self._names)
         self._count = [[0, 0] for _ in range(m)]
         self._loss: list[list[Tensor | None]] = [[None, None] for _ in range(m)]
         self._grad_fresh = True
-        self._acc_fresh = [True] * len(self._levels)
+        self._acc_fresh = {p: True for p in self._acc}
+        self._epoch_now: float | None = None
+        self._scales: Tensor | None = None
+        self._probe = self._selection_on and self._step_count % self._interval == 0
+        self._probe_buf: Tensor | None = None
+        self._probe_views: list[list[Tensor]] = []
 
     # ----------------------------------------------------------------- public API
     @property
@@ -211,7 +331,29 @@ class Soup:
     @property
     def buffered(self) -> bool:
         """True when per-objective gradients of θ are kept (some level needs a Gramian)."""
-        return self._buffered
+        return bool(self._rows)
+
+    @property
+    def layer_groups(self) -> list[str]:
+        """Names of the layer groups (``["all"]`` without ``layer_groups``)."""
+        return list(self._group_names)
+
+    @property
+    def selected_layers(self) -> list[str]:
+        """The MOO layers now (all groups without layer selection; none before the first probe)."""
+        return [self._group_names[g] for g in sorted(self._selected)]
+
+    @property
+    def conflict_scores(self) -> dict[str, Tensor]:
+        """Scores of the last probe per group (device tensors; empty before the first probe)."""
+        if self._scores is None:
+            return {}
+        return {n: self._scores[g] for g, n in enumerate(self._group_names)}
+
+    @property
+    def probe_step(self) -> bool:
+        """True when the step now being assembled is a probe step."""
+        return self._probe
 
     def coefficients(self, epoch: float) -> list[float]:
         """c_p per level: c_1 = 1, c_p = Π_{q<p} η_q(epoch)."""
@@ -230,12 +372,38 @@ class Soup:
                 out[n] = coeffs[p] * lam[i]
         return out
 
+    def begin_step(self, epoch: float) -> None:
+        """Announce the (fractional) epoch of the step about to be assembled.
+
+        Call it after :meth:`zero_grad` and before the step's first :meth:`backward`. The
+        weights c_p(epoch)·λ^k_m of gradients that go straight into ``.grad`` are then known at
+        backward time. Without it the engine is still exact: lower levels' direct gradients
+        wait in one θ-sized accumulator per level until :meth:`step` knows the epoch (memory).
+        """
+        if any(c[0] or c[1] for c in self._count):
+            raise ValueError("Soup.begin_step must come before the step's first backward()")
+        if not math.isfinite(epoch) or epoch < 0:
+            raise ValueError(f"Soup.begin_step: epoch must be finite and >= 0, got {epoch!r}")
+        self._epoch_now = float(epoch)
+        self._scales = None
+
+    def _step_scales(self) -> Tensor:
+        """0.5 × weight of each objective's direct gradients this step (float32, on device)."""
+        if self._scales is None:
+            known = self._epoch_now is not None
+            coeffs = self.coefficients(self._epoch_now) if known else [1.0] * len(self._levels)
+            self._scales = 0.5 * torch.cat(
+                [c * lv.weighting.weights.to(device=self._device, dtype=torch.float32) for c, lv in zip(coeffs, self._levels)]
+            )
+        return self._scales
+
     def backward(self, name: str, half: int, loss: Tensor, retain_graph: bool = False) -> None:
         """Take in the loss of one half (0 or 1) of objective ``name``'s minibatch.
 
-        Gradients of θ are stored for :meth:`step` (or, on the fast path, added to ``.grad``
-        with the already known weight); head gradients are added to ``.grad`` times 0.5.
-        Calling it again for the same objective and half adds up (gradient accumulation:
+        Gradients of the MOO layers of θ are stored for :meth:`step` when the objective's level
+        needs a Gramian; every other gradient of θ is added to ``.grad`` (or to a lower level's
+        accumulator) with its already known weight; head gradients are added to ``.grad`` times
+        0.5. Calling it again for the same objective and half adds up (gradient accumulation:
         scale the losses yourself).
         """
         m = self._index.get(name)
@@ -260,50 +428,72 @@ class Soup:
             else:
                 p.grad.add_(g, alpha=0.5)
 
-        if self._buffered:
-            self._write(self._views[half][m], g_shared, first)
-            if self._head_buf is not None:
-                self._write(self._head_views[half][m], g_head, first)
+        if self._grad_fresh:
+            for p in self._shared:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                else:
+                    p.grad.zero_()
+            self._grad_fresh = False
+        level = self._level_of[m]
+        r = self._row_of.get(m)
+        if r is None:
+            self._direct(level, m, range(len(self._shared)), g_shared)
         else:
-            level = self._level_of[m]
-            start = self._bounds[level][0]
-            scale = 0.5 * self._levels[level].weighting.weights[m - start]
-            if self._grad_fresh:
-                for p in self._shared:
-                    if p.grad is not None:
-                        p.grad.zero_()
-                self._grad_fresh = False
-            if level == 0:
-                for p, g in zip(self._shared, g_shared):
-                    if g is None:
-                        continue
-                    if p.grad is None:
-                        p.grad = g * scale.to(g.dtype)
-                    else:
-                        p.grad.addcmul_(g, scale)
-            else:
-                if self._acc_fresh[level]:
-                    self._acc[level].zero_()
-                    self._acc_fresh[level] = False
-                for v, g in zip(self._acc_views[level], g_shared):
-                    if g is not None:
-                        v.addcmul_(g, scale)
+            self._write(self._views[half][r], [g_shared[j] for j in self._sel_idx], first)
+            if self._head_buf is not None:
+                self._write(self._head_views[half][r], g_head, first)
+            if self._rest_idx:
+                rest = [g_shared[j] for j in self._rest_idx]
+                self._direct(level, m, self._rest_idx, rest)
+                if self._probe:
+                    self._probe_write(r, m, rest)
 
         self._count[m][half] += 1
         prev = self._loss[m][half]
         value = loss.detach().reshape(()).float()
         self._loss[m][half] = value if prev is None else prev + value
 
+    def _direct(self, level: int, m: int, idx: Sequence[int], grads: Sequence[Tensor | None]) -> None:
+        """Add 0.5 w_m g to .grad (level 1 or epoch known) or to the level's accumulator."""
+        scale = self._step_scales()[m]
+        pairs = [(j, g) for j, g in zip(idx, grads) if g is not None]
+        if not pairs:
+            return
+        gs = [g if g.dtype == torch.float32 else g.float() for _, g in pairs]
+        if level == 0 or self._epoch_now is not None:
+            targets = [self._shared[j].grad for j, _ in pairs]
+        else:
+            if level not in self._acc:
+                self._acc[level] = torch.zeros(self._dim, device=self._device, dtype=torch.float32)
+                self._acc_views[level] = self._split(self._acc[level], self._shared)
+                self._acc_fresh[level] = True
+            if self._acc_fresh[level]:
+                self._acc[level].zero_()
+                self._acc_fresh[level] = False
+            targets = [self._acc_views[level][j] for j, _ in pairs]
+        torch._foreach_add_(targets, torch._foreach_mul(gs, scale))
+
+    def _probe_write(self, r: int, m: int, grads: list[Tensor | None]) -> None:
+        """Keep the sum over both halves of objective m's gradient on the non-MOO layers."""
+        if self._probe_buf is None:
+            self._probe_buf = torch.empty(len(self._rows), self._dim_rest, device=self._device, dtype=torch.float32)
+            params = [self._shared[j] for j in self._rest_idx]
+            self._probe_views = [self._split(self._probe_buf[i], params) for i in range(len(self._rows))]
+        first = self._count[m][0] == 0 and self._count[m][1] == 0
+        self._write(self._probe_views[r], grads, first)
+
     @staticmethod
     def _write(views: list[Tensor], grads: Sequence[Tensor | None], first: bool) -> None:
-        for v, g in zip(views, grads):
-            if g is None:
-                if first:
+        have = [(v, g) for v, g in zip(views, grads) if g is not None]
+        if first:
+            for v, g in zip(views, grads):
+                if g is None:
                     v.zero_()
-            elif first:
-                v.copy_(g)
-            else:
-                v.add_(g)
+            if have:
+                torch._foreach_copy_([v for v, _ in have], [g for _, g in have])
+        elif have:
+            torch._foreach_add_([v for v, _ in have], [g for _, g in have])
 
     def _check_complete(self) -> None:
         missing = [f"{n!r} half {h}" for n, c in zip(self._names, self._count) for h in (0, 1) if c[h] == 0]
@@ -313,67 +503,116 @@ class Soup:
                 + "; every objective needs both halves of its minibatch before step()"
             )
 
+    def _grams(self) -> dict[str, Tensor]:
+        """The Gramians the levels ask for, over the MOO layers (+ heads with gram_params all)."""
+        r, d = len(self._rows), self._dim_sel
+        out: dict[str, Tensor] = {}
+        if "mean" in self._kinds:
+            flat = self._buf.view(2 * r, d)
+            full = flat @ flat.T
+            g00, g01, g11 = full[:r, :r], full[:r, r:], full[r:, r:]
+            out["cross"] = g01
+            out["mean"] = (g00 + g01 + g01.T + g11) * 0.25
+        else:
+            out["cross"] = self._buf[0] @ self._buf[1].T
+        if self._head_buf is not None:
+            h0, h1 = self._head_buf
+            d01 = torch.stack([torch.dot(a, b) for a, b in zip(h0, h1)])
+            out["cross"] = out["cross"] + torch.diag(d01)
+            if "mean" in out:
+                d00 = torch.stack([torch.dot(a, a) for a in h0])
+                d11 = torch.stack([torch.dot(b, b) for b in h1])
+                out["mean"] = out["mean"] + torch.diag((d00 + 2 * d01 + d11) * 0.25)
+        return out
+
     def step(self, epoch: float) -> dict[str, Any]:
         """Update λ of every level and write the combined direction into θ's ``.grad``.
 
-        ``.grad`` of each shared parameter is ASSIGNED (created when None): earlier contents are
-        replaced. Returns device tensors / floats for logging: ``lambda/<p>``, ``entropy/<p>``,
-        ``eta/<q>`` (η_q, the penalty of level q+1) and ``weight/<name>``; levels 1-based.
+        ``.grad`` of each shared parameter is ASSIGNED at the step's first backward (created
+        when None, earlier contents dropped). MOO layers get ``Σ_m c_p λ^{k+1}_m ḡ_m``; other
+        layers got ``Σ_m c_p λ^k_m ḡ_m`` during the backwards (λ^k = λ^{k+1} for levels without
+        Gramian). Returns device tensors / floats for logging: ``lambda/<p>``, ``entropy/<p>``,
+        ``eta/<q>`` (η_q, the penalty of level q+1), ``weight/<name>`` (the MOO layers'
+        weight), ``losses``; on probe steps also ``conflict/<group>``. Levels are 1-based.
         """
         self._check_complete()
+        if self._epoch_now is not None and not math.isclose(epoch, self._epoch_now, rel_tol=1e-12, abs_tol=1e-12):
+            raise ValueError(f"Soup.step: epoch {epoch!r} differs from begin_step's {self._epoch_now!r}")
         coeffs = self.coefficients(epoch)
         etas = [lv.penalty.value(epoch) if lv.penalty is not None else 1.0 for lv in self._levels[1:]]
         losses = torch.stack([(l0 + l1) * 0.5 for l0, l1 in self._loss])
+        before = [lv.weighting.weights for lv in self._levels]
 
+        have_sel = bool(self._rows) and (self._dim_sel > 0 or self._head_buf is not None)
+        grams = self._grams() if have_sel else {}
         lams: list[Tensor] = []
-        if self._buffered:
-            full = self._buf[0] @ self._buf[1].T
-            if self._head_buf is not None:
-                diag = torch.stack([torch.dot(a, b) for a, b in zip(self._head_buf[0], self._head_buf[1])])
-                full = full + torch.diag(diag)
-            for p, lv in enumerate(self._levels):
-                lo, hi = self._bounds[p]
-                if lv.weighting.needs_gram:
-                    gram = full[lo:hi, lo:hi]
-                    if p in self._fold:
-                        u, eta = self._fold[p], etas[p]
-                        gram = gram + eta * (full[lo:hi, u : u + 1] + full[u : u + 1, lo:hi]) + (eta * eta) * full[u, u]
-                    lams.append(lv.weighting.update(gram, losses[lo:hi]))
-                else:
-                    lams.append(lv.weighting.update(None, losses[lo:hi]))
-            w = torch.cat([c * lam.to(torch.float32) for c, lam in zip(coeffs, lams)])
-            direction = (w.repeat(2) @ self._buf.view(2 * len(self._names), self._dim)) * 0.5
-            for p, src in zip(self._shared, self._split(direction, self._shared)):
-                if p.grad is None:
-                    p.grad = torch.empty_like(p)
-                p.grad.copy_(src)
-        else:
-            # The weights were used at backward time; update() is for the weighting's bookkeeping.
-            used = [lv.weighting.weights for lv in self._levels]
-            for p, lv in enumerate(self._levels):
-                lo, hi = self._bounds[p]
+        for p, lv in enumerate(self._levels):
+            lo, hi = self._bounds[p]
+            if not lv.weighting.needs_gram:
+                lams.append(before[p])
                 lv.weighting.update(None, losses[lo:hi])
-            lams = used
-            w = torch.cat([c * lam.to(torch.float32) for c, lam in zip(coeffs, lams)])
-            for p, param in enumerate(self._shared):
-                if param.grad is None:
-                    param.grad = torch.zeros_like(param)
-            for level in range(1, len(self._levels)):
-                grads = [param.grad for param in self._shared]
-                for g, v in zip(grads, self._acc_views[level]):
-                    g.add_(v, alpha=coeffs[level])
+            elif not have_sel:  # first probe: no MOO layer yet, λ keeps its value
+                lams.append(before[p])
+            else:
+                full = grams[lv.weighting.gram_kind]
+                rlo, rhi = self._row_of[lo], self._row_of[hi - 1] + 1
+                gram = full[rlo:rhi, rlo:rhi]
+                if p in self._fold:
+                    u, eta = self._row_of[self._fold[p]], etas[p]
+                    gram = gram + eta * (full[rlo:rhi, u : u + 1] + full[u : u + 1, rlo:rhi]) + (eta * eta) * full[u, u]
+                lams.append(lv.weighting.update(gram, losses[lo:hi]))
+        w = torch.cat([c * lam.to(device=self._device, dtype=torch.float32) for c, lam in zip(coeffs, lams)])
 
-        self._reset_step()
+        if self._rows and self._dim_sel > 0:
+            wr = w.index_select(0, self._rows_t)
+            direction = (wr.repeat(2) @ self._buf.view(2 * len(self._rows), self._dim_sel)) * 0.5
+            params = [self._shared[j] for j in self._sel_idx]
+            torch._foreach_add_([p.grad for p in params], self._split(direction, params))
+        for level, acc in self._acc.items():
+            if not self._acc_fresh.get(level, True):
+                torch._foreach_add_([p.grad for p in self._shared], self._acc_views[level], alpha=coeffs[level])
+
         stats: dict[str, Any] = {}
         for p, lam in enumerate(lams, start=1):
             stats[f"lambda/{p}"] = lam
-            stats[f"entropy/{p}"] = entropy(lam)
+            stats[f"entropy/{p}"] = _entropy_of_weights(lam)
         for q, eta in enumerate(etas, start=1):
             stats[f"eta/{q}"] = eta
         for i, n in enumerate(self._names):
             stats[f"weight/{n}"] = w[i]
         stats["losses"] = losses
+        if self._probe:
+            self._scores = self._conflict_scores()
+            for g, n in enumerate(self._group_names):
+                stats[f"conflict/{n}"] = self._scores[g]
+            self._reselect()
+        self._step_count += 1
+        self._last_epoch = float(epoch)
+        self._reset_step()
         return stats
+
+    def _conflict_scores(self) -> Tensor:
+        """Mean pairwise cosine, per layer group, of the objectives' gradients (sum of halves)."""
+        grams: list[Tensor | None] = [None] * len(self._group_names)
+        for g, (a, b) in zip(self._sel_groups, self._sel_bounds):
+            seg = self._buf[0, :, a:b] + self._buf[1, :, a:b]
+            grams[g] = seg @ seg.T
+        for g, (a, b) in zip(self._rest_groups, self._rest_bounds):
+            seg = self._probe_buf[:, a:b]
+            grams[g] = seg @ seg.T
+        gram = torch.stack(grams)  # [groups, R, R]
+        norms = gram.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+        cos = gram / (norms.unsqueeze(-1) * norms.unsqueeze(-2)).clamp_min(torch.finfo(gram.dtype).tiny)
+        if self._pair_count == 0:
+            return torch.zeros(len(self._group_names), device=self._device)
+        return (cos * self._pair_mask).sum(dim=(-2, -1)) / self._pair_count
+
+    def _reselect(self) -> None:
+        order = torch.argsort(self._scores, stable=True)[: self._k_sel].tolist()  # the probe's host sync
+        self._probe_buf, self._probe_views = None, []
+        if sorted(order) != sorted(self._selected):
+            self._selected = sorted(order)
+            self._layout()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the gradients taken in since the last step and clear ``.grad`` of θ and heads."""
@@ -387,10 +626,13 @@ class Soup:
                 p.grad.zero_()
 
     def state_dict(self) -> dict[str, Any]:
-        """λ of every level (and the level layout, checked on load)."""
+        """λ of every level (and the level layout, checked on load), the layer selection and
+        the step counter that schedules the probes."""
         return {
             "levels": [list(lv.names) for lv in self._levels],
             "weightings": [lv.weighting.state_dict() for lv in self._levels],
+            "selected_layers": self.selected_layers,
+            "step_count": self._step_count,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -399,10 +641,30 @@ class Soup:
             raise ValueError(f"Soup.load_state_dict: checkpoint levels {state['levels']} differ from this soup's {layout}")
         for lv, sd in zip(self._levels, state["weightings"]):
             lv.weighting.load_state_dict(sd)
+        if "step_count" in state:
+            self._step_count = int(state["step_count"])
+        if self._selection_on and "selected_layers" in state:
+            names = list(state["selected_layers"])
+            unknown = [n for n in names if n not in self._group_names]
+            if unknown or len(names) not in (0, self._k_sel):
+                raise ValueError(
+                    f"Soup.load_state_dict: checkpoint MOO layers {names} do not fit this soup "
+                    f"({self._k_sel} of {self._group_names})"
+                )
+            self._selected = sorted(self._group_names.index(n) for n in names)
+            self._layout()
+        self._reset_step()
 
     def __repr__(self) -> str:
         inner = " > ".join(f"[{', '.join(lv.names)}]:{lv.weighting!r}" for lv in self._levels)
-        return f"Soup({inner}, gram_params={self.gram_params!r}, buffered={self._buffered})"
+        sel = f", moo_layers={self._k_sel}/{len(self._group_names)}" if self._selection_on else ""
+        return f"Soup({inner}, gram_params={self.gram_params!r}, buffered={self.buffered}{sel})"
+
+
+def _entropy_of_weights(lam: Tensor) -> Tensor:
+    """Entropy of |λ| / Σ|λ|: λ's entropy for simplex weightings; defined for any weights."""
+    a = lam.abs()
+    return entropy(a / a.sum().clamp_min(torch.finfo(a.dtype).tiny))
 
 
 def _penalties(recipe: str, given: list[PenaltySchedule] | None, default: list[PenaltySchedule]) -> list[PenaltySchedule]:
@@ -425,6 +687,11 @@ def make_soup(
     modo: dict | None = None,
     static_weights: dict[str, float] | None = None,
     gram_params: str = "shared",
+    weighting: str = "modo",
+    weighting_kwargs: dict | None = None,
+    layer_groups: Mapping[str, Sequence[Parameter]] | None = None,
+    moo_layers: int | float | None = None,
+    conflict_interval: int = 50,
 ) -> Soup:
     """Build the :class:`Soup` of one recipe (SPEC §2).
 
@@ -435,6 +702,11 @@ def make_soup(
     ``mean``: equal-weight mean of ``objectives``. ``static``: fixed ``static_weights``.
     ``ssl``: the SSL objective alone. ``modo`` holds MoDo's keyword arguments (gamma, rho,
     normalize) and is ignored by recipes without MoDo. Single-objective levels use weight 1.
+
+    ``weighting`` (see :data:`osoup.moo.registry.WEIGHTINGS`) chooses the method inside every
+    multi-objective level of vs/vc/vm, with ``weighting_kwargs`` as its options (for ``modo``
+    they override ``modo``'s). ``layer_groups``/``moo_layers``/``conflict_interval``: layer
+    selection, see :class:`Soup`.
     """
     if recipe not in RECIPES:
         raise ValueError(f"make_soup: unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPES)}")
@@ -456,6 +728,11 @@ def make_soup(
     bad_keys = sorted(set(modo_kw) - {"gamma", "rho", "normalize"})
     if bad_keys:
         raise ValueError(f"make_soup: unknown MoDo options {bad_keys}; valid: gamma, rho, normalize")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"make_soup: unknown weighting {weighting!r}; valid weightings: {', '.join(WEIGHTINGS)}")
+    w_kw = dict(weighting_kwargs or {})
+    if weighting == "modo":
+        w_kw = {**modo_kw, **w_kw}
     has_ssl = ssl is not None and ssl in objectives
     supervised = [o for o in objectives if o != ssl]
     if recipe in ("vc", "joint", "ssl") and not has_ssl:
@@ -464,7 +741,7 @@ def make_soup(
         raise ValueError(f"make_soup: recipe {recipe!r} needs at least one supervised objective besides {ssl!r}")
 
     def dynamic(k: int) -> Weighting:
-        return MoDo(k, **modo_kw) if k > 1 else MeanWeighting(1)
+        return make_weighting(weighting, k, **w_kw) if k > 1 else MeanWeighting(1)
 
     fold = False
     if recipe == "vs":
@@ -503,4 +780,7 @@ def make_soup(
         lv,
         gram_params=gram_params,
         penalize_lower_in_gram=fold,
+        layer_groups=layer_groups,
+        moo_layers=moo_layers,
+        conflict_interval=conflict_interval,
     )

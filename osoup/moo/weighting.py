@@ -3,10 +3,16 @@
 All methods share one small interface (:class:`Weighting`), so a level can switch between MoDo,
 a fixed vector and a plain mean without the engine (:mod:`osoup.moo.soup`) knowing which:
 
-* ``needs_gram`` says whether :meth:`Weighting.update` wants the double-sampled Gramian
-  ``G1 G2ᵀ`` (K×K). When no level of a recipe needs it, the engine skips the per-objective
-  gradient buffers altogether and training costs what plain training costs.
-* :meth:`Weighting.update` returns the weights to use for the current step.
+* ``needs_gram`` says whether :meth:`Weighting.update` wants a K×K Gramian of the level's
+  per-objective gradients; ``gram_kind`` says which one: ``"cross"`` is the double-sampled
+  ``G1 G2ᵀ`` (MoDo), ``"mean"`` the symmetric ``Ḡ Ḡᵀ`` of the mean of the two halves
+  ``Ḡ = (G1 + G2) / 2`` (the gradient-based methods of :mod:`osoup.moo.jd`). When no level of a
+  recipe needs a Gramian, the engine keeps no per-objective gradients at all and training costs
+  what plain training costs.
+* A Gramian weighting's :meth:`Weighting.update` returns the NEW weights, which steer the step.
+  A weighting without Gramian (static, mean, loss-based) is used with the weights it holds
+  BEFORE the step (``weights``: they must be known at backward time); its ``update(None,
+  losses)`` then takes the step's losses and returns the weights of the next step.
 * ``weights`` is the current λ; ``state_dict``/``load_state_dict`` checkpoint it.
 """
 from __future__ import annotations
@@ -35,6 +41,7 @@ class Weighting(ABC):
     """Common interface of the weighting methods of one level with ``k`` objectives."""
 
     needs_gram: bool = False
+    gram_kind: str = "cross"
 
     def __init__(self, k: int) -> None:
         if not isinstance(k, int) or k < 1:
@@ -56,7 +63,8 @@ class Weighting(ABC):
 
     @abstractmethod
     def update(self, gram12: Tensor | None, losses: Tensor | None = None) -> Tensor:
-        """Return the weights for this step, given the Gramian ``G1 G2ᵀ`` and/or the losses."""
+        """Take the step's Gramian (``gram_kind``; None when ``needs_gram`` is False) and the
+        level's losses [k] (detached, mean of the two halves); return the new weights."""
 
     def state_dict(self) -> dict[str, Any]:
         """Checkpoint state: λ (a detached copy)."""

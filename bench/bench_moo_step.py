@@ -1,0 +1,247 @@
+"""Step cost of the MOO methods relative to the plain joint step (issue 4, part 5).
+
+    tools/venv/bin/python bench/bench_moo_step.py                 # CPU, "tiny", 4 utts x 2 s per objective; ~5 min on 2 idle cores
+    tools/venv/bin/python bench/bench_moo_step.py --device cuda --size 58m
+
+M = 10 objectives (asr_{en,fr,de,es,ca}, st_{fr,de,es,ca}, ssl = CPC), each with its own random
+batch (``--utts`` × ``--secs`` of 80-dim features, split in two halves of disjoint utterances)
+and random CTC targets, on the real SoupModel. One step = every objective's two half-batch
+forward/backward passes + the method's combination into ``.grad`` + one host sync (the
+non-finite check); the optimizer step is the same for every method and left out.
+
+Methods: ``baseline`` (sequential ``loss.backward()`` into ``.grad`` per objective and half),
+``joint`` (Soup fast path), ``modo_vs`` (full-gradient MoDo over all 10), ``vm`` (asr > st > ssl,
+MoDo per level), ``vm_sel`` (vm with layer selection: ``--moo-layers`` of the encoder's groups,
+probe every ``--conflict-interval`` steps; its time is amortised: (probe + (N-1) ordinary) / N,
+its memory is the probe's), ``pcgrad`` and ``upgrad`` (torchjd, vs; skipped with a note when a
+solver is missing).
+
+Each method runs in its own worker process (peak RSS only grows on CPU); the parent asks the
+workers for one timed step at a time, method after method, so drift hits all methods alike,
+and reports medians. Memory: peak RSS (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+OBJECTIVES = ["asr_en", "asr_fr", "asr_de", "asr_es", "asr_ca", "st_fr", "st_de", "st_es", "st_ca", "ssl"]
+METHODS = ["baseline", "joint", "modo_vs", "vm", "vm_sel", "pcgrad", "upgrad"]
+
+
+# ----------------------------------------------------------------------------- worker side
+def _worker(args: argparse.Namespace) -> None:
+    import resource
+
+    import torch
+
+    from osoup.moo import make_soup
+    from osoup.nets.configs import MODEL_CONFIGS
+    from osoup.nets.model import SoupModel
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    vocab = args.vocab
+    model = SoupModel(MODEL_CONFIGS[args.size], {n: vocab for n in OBJECTIVES if n != "ssl"}, ssl="cpc").to(dev)
+    model.train()
+    frames = int(args.secs * 100)
+    half = args.utts // 2
+    g = torch.Generator().manual_seed(1)
+    batches = {}
+    for n in OBJECTIVES:
+        for h in (0, 1):
+            feats = torch.randn(half, frames, 80, generator=g).to(dev)
+            lengths = torch.full((half,), frames, dtype=torch.long).to(dev)
+            tlen = torch.randint(frames // 20, frames // 10, (half,), generator=g)
+            targets = torch.randint(1, vocab, (half, int(tlen.max())), generator=g).to(dev)
+            batches[n, h] = (feats, lengths, targets, tlen.to(dev))
+
+    def loss_of(n: str, h: int) -> torch.Tensor:
+        feats, lengths, targets, tlen = batches[n, h]
+        if n == "ssl":
+            s, cnt = model.ssl_loss(feats, lengths)
+            return s / cnt.clamp_min(1)
+        return model.supervised_loss(n, feats, lengths, targets, tlen) / tlen.sum()
+
+    shared = model.shared_parameters()
+    heads = {n: model.objective_head_parameters(n) for n in OBJECTIVES}
+    method = args.method
+    soup = None
+    note = ""
+    kw: dict = {}
+    if method in ("vm", "vm_sel"):
+        kw = dict(levels="asr>st>ssl")
+    if method == "vm_sel":
+        kw.update(layer_groups=model.encoder.layer_groups(), moo_layers=args.moo_layers,
+                  conflict_interval=1 if args.probe else args.conflict_interval)
+    recipe = {"joint": "joint", "modo_vs": "vs", "vm": "vm", "vm_sel": "vm", "pcgrad": "vs", "upgrad": "vs"}.get(method)
+    if recipe is not None:
+        try:
+            soup = make_soup(recipe, shared, heads, OBJECTIVES, "ssl", weighting=method if method in ("pcgrad", "upgrad") else "modo", **kw)
+        except ImportError as e:
+            print(json.dumps({"skip": str(e)}), flush=True)
+            return
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def one_step(epoch: float) -> None:
+        losses = []
+        if soup is None:
+            for p in list(model.parameters()):
+                p.grad = None
+            for n in OBJECTIVES:
+                for h in (0, 1):
+                    loss = loss_of(n, h)
+                    loss.backward()
+                    losses.append(loss.detach())
+        else:
+            soup.zero_grad()
+            soup.begin_step(epoch)
+            for n in soup.objectives:
+                for h in (0, 1):
+                    loss = loss_of(n, h)
+                    soup.backward(n, h, loss)
+                    losses.append(loss.detach())
+            soup.step(epoch)
+        if not bool(torch.isfinite(torch.stack(losses)).all()):  # the step's one host sync
+            raise RuntimeError("non-finite loss")
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(args.warmup):
+        one_step(0.0)
+    print(json.dumps({"ready": True, "note": note}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        sync()
+        if dev.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            one_step(1.0)
+            end.record()
+            torch.cuda.synchronize()
+            dt = start.elapsed_time(end) / 1000.0
+        else:
+            t0 = time.perf_counter()
+            one_step(1.0)
+            dt = time.perf_counter() - t0
+        if dev.type == "cuda":
+            mem = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(json.dumps({"time": dt, "mem_mib": mem}), flush=True)
+
+
+# ----------------------------------------------------------------------------- parent side
+def _spawn(args: argparse.Namespace, method: str, probe: bool = False) -> subprocess.Popen:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--method", method, "--device", args.device,
+           "--size", args.size, "--utts", str(args.utts), "--secs", str(args.secs), "--vocab", str(args.vocab),
+           "--warmup", str(args.warmup), "--threads", str(args.threads), "--moo-layers", str(args.moo_layers),
+           "--conflict-interval", str(args.conflict_interval)] + (["--probe"] if probe else [])
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+
+def _moo_layers(value: str) -> int | float:
+    return float(value) if "." in value else int(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--size", default=None, help="MODEL_CONFIGS name (default: tiny on CPU, 58m on CUDA)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--repeats", type=int, default=5, help="timed steps per method (interleaved)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--utts", type=int, default=4, help="utterances per objective batch (two halves)")
+    ap.add_argument("--secs", type=float, default=2.0)
+    ap.add_argument("--vocab", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--moo-layers", type=_moo_layers, default=2)
+    ap.add_argument("--conflict-interval", type=int, default=50)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--method", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.size is None:
+        args.size = "58m" if args.device == "cuda" else "tiny"
+    if args.worker:
+        _worker(args)
+        return
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        ap.error(f"unknown methods {unknown}; known: {METHODS}")
+    runs = [(m, False) for m in methods] + ([("vm_sel", True)] if "vm_sel" in methods else [])
+    t_start = time.time()
+    workers, skipped = {}, {}
+    for key in runs:  # start one at a time: model builds would fight for the 2 cores
+        w = _spawn(args, *key)
+        reply = json.loads(w.stdout.readline() or '{"skip": "worker died"}')
+        if "skip" in reply:
+            skipped[key[0]] = reply["skip"]
+            w.wait()
+        else:
+            workers[key] = w
+    times: dict = {k: [] for k in workers}
+    mems: dict = {k: 0.0 for k in workers}
+    for _ in range(args.repeats):
+        for key, w in workers.items():
+            w.stdin.write("step\n")
+            w.stdin.flush()
+            out = json.loads(w.stdout.readline())
+            times[key].append(out["time"])
+            mems[key] = max(mems[key], out["mem_mib"])
+    for w in workers.values():
+        w.stdin.close()
+        w.wait()
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base_t, base_m = med[("baseline", False)], mems[("baseline", False)]
+    rows = []
+    n = args.conflict_interval
+    for m in methods:
+        if m in skipped:
+            rows.append({"method": m, "skipped": skipped[m]})
+            continue
+        t, mem = med[(m, False)], mems[(m, False)]
+        row = {"method": m, "time_s": t, "mem_mib": mem}
+        if m == "vm_sel":
+            tp = med[("vm_sel", True)]
+            row.update(time_ordinary_s=t, time_probe_s=tp, time_s=(tp + (n - 1) * t) / n,
+                       mem_mib=max(mem, mems[("vm_sel", True)]), mem_ordinary_mib=mem)
+        row["time_ratio"] = row["time_s"] / base_t
+        row["mem_ratio"] = row["mem_mib"] / base_m
+        rows.append(row)
+
+    print(f"device={args.device} size={args.size} M={len(OBJECTIVES)} batch={args.utts}x{args.secs}s/objective "
+          f"repeats={args.repeats} (medians, interleaved) moo_layers={args.moo_layers} conflict_interval={n}")
+    print(f"{'method':10s} {'step s':>8s} {'x time':>7s} {'peak MiB':>9s} {'x mem':>6s}  notes")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['method']:10s} {'-':>8s} {'-':>7s} {'-':>9s} {'-':>6s}  skipped: {r['skipped']}")
+            continue
+        note = ""
+        if r["method"] == "vm_sel":
+            note = (f"amortised; ordinary {r['time_ordinary_s']:.3f}s, probe {r['time_probe_s']:.3f}s; "
+                    f"ordinary-step mem {r['mem_ordinary_mib']:.0f} MiB")
+        print(f"{r['method']:10s} {r['time_s']:8.3f} {r['time_ratio']:7.3f} {r['mem_mib']:9.0f} {r['mem_ratio']:6.3f}  {note}")
+    print(f"(total {time.time() - t_start:.0f}s)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
