@@ -29,6 +29,19 @@ def _kv_floats(s: str) -> dict[str, float]:
     return out
 
 
+def _kv_any(s: str) -> dict:
+    """``"temperature:2,window:50"`` -> {"temperature": 2, "window": 50} (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in filter(None, (x.strip() for x in s.split(","))):
+        k, sep, v = item.partition(":")
+        if not sep:
+            raise configargparse.ArgumentTypeError(f"expected name:value, got {item!r}")
+        out[k] = yaml.safe_load(v)
+    return out
+
+
 def _floats(s: str) -> list[float]:
     return [float(x) for x in s.replace(",", " ").split()]
 
@@ -82,6 +95,13 @@ def get_parser() -> configargparse.ArgumentParser:
     g.add_argument("--rho", type=float, default=0.0, help="MoDo regulariser (0 = the paper)")
     g.add_argument("--gram-normalize", default="none", choices=["none", "mean-diag"])
     g.add_argument("--gram-params", default="shared", choices=["shared", "all"])
+    g.add_argument("--weighting", default="modo",
+                   help="weighting inside each multi-objective level: modo mgda pcgrad cagrad imtl_g aligned_mtl "
+                        "upgrad nash_mtl uncertainty dwa")
+    g.add_argument("--weighting-opts", type=_kv_any, default={}, help="its options, e.g. 'temperature:2,window:50'")
+    g.add_argument("--moo-layers", type=float, default=0,
+                   help="layer selection: the k most conflicting layers (k >= 1) or a fraction (< 1); 0 = all layers")
+    g.add_argument("--conflict-interval", type=int, default=50, help="steps between conflict probes (layer selection)")
     g.add_argument("--penalty-init", type=_floats, default=[], help="η init per penalised level (defaults per recipe)")
     g.add_argument("--penalty-rate", type=_floats, default=[], help="η rate per epoch per level (paper: 0.02)")
     g.add_argument("--penalty-cap", type=_floats, default=[], help="η cap per level (paper: 1.5)")

@@ -72,6 +72,10 @@ class TrainConfig:
     rho: float = 0.0
     gram_normalize: str = "none"
     gram_params: str = "shared"
+    weighting: str = "modo"  # weighting inside each multi-objective level (osoup.moo.make_weighting)
+    weighting_opts: dict = field(default_factory=dict)
+    moo_layers: float = 0  # layer selection: k layers (>= 1) or a fraction (< 1); 0 = full MOO
+    conflict_interval: int = 50  # steps between conflict probes (layer selection)
     penalty_init: list = field(default_factory=lambda: [])
     penalty_rate: list = field(default_factory=lambda: [])
     penalty_cap: list = field(default_factory=lambda: [])
@@ -234,6 +238,11 @@ class Trainer:
             modo={"gamma": c.gamma, "rho": c.rho, "normalize": c.gram_normalize},
             static_weights=static,
             gram_params=c.gram_params,
+            weighting=c.weighting,
+            weighting_kwargs=dict(c.weighting_opts) or None,
+            layer_groups=self.model.encoder.layer_groups() if c.moo_layers else None,
+            moo_layers=(int(c.moo_layers) if c.moo_layers >= 1 else float(c.moo_layers)) if c.moo_layers else None,
+            conflict_interval=c.conflict_interval,
         )
 
     def _make_optimizers(self, phase: Phase):
@@ -421,9 +430,11 @@ class Trainer:
                 for opt, base in ((opt_t, phase.lr_backbone), (opt_h, phase.lr_heads)):
                     for g in opt.param_groups:
                         g["lr"] = base * f
+            epoch_f = self.phase_epoch + step / spe
             soup.zero_grad()
             opt_t.zero_grad(set_to_none=True)
             opt_h.zero_grad(set_to_none=True)
+            soup.begin_step(epoch_f)
             losses = []
             for name in phase.objectives:
                 fset = self.train_sets[name]
@@ -434,7 +445,6 @@ class Trainer:
                         soup.backward(name, h, loss / c.accum_grad)
                         losses.append(loss.detach())
                         frames_seen += frames
-            epoch_f = self.phase_epoch + step / spe
             stats = soup.step(epoch_f)
             finite = torch.isfinite(torch.stack(losses)).all()
             if not bool(finite):  # the one host synchronisation of the step
@@ -455,6 +465,8 @@ class Trainer:
                 opt_t.step()
             opt_h.step()
             self.step_in_phase += 1
+            if any(k.startswith("conflict/") for k in stats):
+                log.info("conflict probe at step %d: MOO layers now %s", self.step_in_phase, ",".join(soup.selected_layers))
             per = torch.stack(losses).view(len(phase.objectives), -1).mean(1).tolist()
             for n, v in zip(phase.objectives, per):
                 loss_acc[n] += v
