@@ -51,6 +51,7 @@ asr_vocab_size=1000       # per-language SentencePiece vocabulary (capped by the
 asr_vocab_sizes=""        # per-language overrides "lang:size", e.g. "zh:5000"
 asr_model_types="zh:char"  # per-language model types "lang:type"; unigram for the others
 st_vocab_size=1000        # the English model shared by every translation head
+st_model_type=unigram     # its model type (unigram | bpe | char)
 subsampling=4             # encoder subsampling factor for the CTC length filter
 
 # Training, decoding, scoring (stages 6-9)
@@ -60,6 +61,11 @@ methods="vm:asr>st>ssl"   # several methods (used when --recipe is empty): "reci
 train_config=conf/train.yaml  # osoup-train YAML config (model size, lr, epochs, penalties ...)
 train_opts=""             # extra osoup-train options, e.g. "--ssl bestrq --gamma 0.05"
 seeds=1                   # train each method with seeds 1..N (N>1: mean +- std in the comparison)
+ngpu=1                    # GPUs per node for training; >1: torchrun, one process per GPU (NCCL); 0: CPU
+nproc=1                   # with --ngpu 0: CPU processes per node (>1: torchrun with gloo)
+num_nodes=1               # nodes; >1: run stage 6 on every node with the same --master-addr (docs/distributed.md)
+master_addr=localhost     # rendezvous host:port of a multi-node run (any one of the nodes)
+master_port=29500
 exp_tag=""                # experiment name prefix (default: none)
 search=greedy             # CTC search: greedy | beam
 beam=10                   # beam size for --search beam
@@ -211,26 +217,41 @@ if in_stage 2; then
 fi
 
 if in_stage 3; then
+  # A killed stage 3 resumes where it stopped: each fbank job leaves its own marker
+  # (data/.done.JOB) once its ark, scp and utt2num_frames are complete, so a rerun recomputes
+  # only unfinished jobs (arks are written under a temporary name and renamed). The set's
+  # .progress holds the signature the jobs belong to; another signature starts the set afresh.
+  # shellcheck disable=SC2016  # expanded by the job's own bash
+  fbank_job='m=$1; shift; if [ -f "$m" ]; then echo "already done ($m)"; exit 0; fi; "$@" && touch "$m"'
   for set in "${sets[@]}"; do
     src=$datadir/$set
     out=$dumpdir/raw/$set
+    n_utt=$(wc -l < "$src/wav.scp")
+    _nj=$(( nj < n_utt ? nj : n_utt ))
     sig="fbank $fbank_opts | $(dir_checksum "$src")"
     if is_done "$out/.done" "$sig"; then
       log "Stage 3: $out already done"; continue
     fi
-    rm -rf "$out"
-    mkdir -p "$out/log" "$out/data"
-    for f in wav.scp text text.en utt2spk spk2utt utt2dur; do
+    if is_done "$out/.progress" "$sig | nj $_nj"; then
+      n_fin=$(find "$out/data" -maxdepth 1 -name '.done.*' | wc -l)
+      log "Stage 3: resuming $out: $n_fin of $_nj fbank jobs already finished"
+      # temporary arks of killed jobs, and outputs of a merge that did not finish
+      find "$out/data" -maxdepth 1 -name '.feats.*.tmp' -delete
+      rm -rf "$out/.done" "$out/feats.scp" "$out/utt2num_frames" "$out/.backup"
+    else
+      rm -rf "$out"
+      mkdir -p "$out/log" "$out/data"
+      split_scps=()
+      for n in $(seq "$_nj"); do split_scps+=("$out/split${_nj}/wav.$n.scp"); done
+      "$utils/split_scp.sh" "$src/wav.scp" "${split_scps[@]}"
+      mark_done "$out/.progress" "$sig | nj $_nj"
+    fi
+    for f in wav.scp text text.en utt2spk spk2utt utt2dur; do  # fix_data_dir below may have edited them
       if [ -f "$src/$f" ]; then cp "$src/$f" "$out/$f"; fi
     done
-    n_utt=$(wc -l < "$src/wav.scp")
-    _nj=$(( nj < n_utt ? nj : n_utt ))
     log "Stage 3: fbank of $src ($n_utt utterances, $_nj jobs) -> $out"
-    split_scps=()
-    for n in $(seq "$_nj"); do split_scps+=("$out/split${_nj}/wav.$n.scp"); done
-    "$utils/split_scp.sh" "$src/wav.scp" "${split_scps[@]}"
     # shellcheck disable=SC2086  # fbank_opts holds several options
-    ${cmd} JOB=1:"$_nj" "$out/log/fbank.JOB.log" \
+    ${cmd} JOB=1:"$_nj" "$out/log/fbank.JOB.log" bash -c "$fbank_job" fbank-job "$out/data/.done.JOB" \
       osoup-compute-fbank --wav-scp "$out/split${_nj}/wav.JOB.scp" \
         --out-ark "$out/data/feats.JOB.ark" --out-scp "$out/data/feats.JOB.scp" \
         --out-num-frames "$out/data/utt2num_frames.JOB" ${fbank_opts}
@@ -303,7 +324,7 @@ if in_stage 5; then
     else
       for l in "${st_arr[@]}"; do texts+=("$datadir/${train_set}_${l}/text.en"); done
       vocab=$st_vocab_size
-      type_opts=()
+      type_opts=(--model-type "$st_model_type")
     fi
     sig="spm $kind $lang $vocab ${type_opts[*]} | $(checksum "${texts[@]}")"
     if is_done "$tok/.done" "$sig"; then
@@ -381,11 +402,26 @@ if in_stage 6; then
       for lang in "${langs[@]}"; do ssl_list+=("${train_split}_${lang}"); done
       ssl_opts=(--ssl-sets "${ssl_list[*]} ${ssl_arr[*]}")
     fi
-    # --resume: a killed run continues from its last epoch checkpoint.
+    # One process, or torchrun with one process per GPU (or per --nproc CPU worker) on each node.
+    dev_opts=()
+    per_node=$ngpu
+    if [ "$ngpu" -eq 0 ]; then dev_opts=(--device cpu); per_node=$nproc; fi
+    launcher=(osoup-train)
+    if [ "$per_node" -gt 1 ] || [ "$num_nodes" -gt 1 ]; then
+      if [ "$num_nodes" -gt 1 ]; then
+        rdzv=(--nnodes "$num_nodes" --rdzv-backend c10d --rdzv-endpoint "$master_addr:$master_port" --rdzv-id "osoup-${dir//\//-}")
+      else
+        rdzv=(--standalone)
+      fi
+      launcher=(python -m torch.distributed.run --nproc-per-node "$per_node" "${rdzv[@]}" -m osoup.bin.train)
+      log "Stage 6: $num_nodes node(s) x $per_node process(es): ${launcher[*]}"
+    fi
+    # --resume: a killed run continues from its last checkpoint (--save-every-steps in the config
+    # for mid-epoch ones).
     # shellcheck disable=SC2086  # train_opts holds several options
-    osoup-train --config "$train_config" --exp-dir "$dir" --recipe "$r" "${lv_opts[@]}" --seed "$s" \
+    "${launcher[@]}" --config "$train_config" --exp-dir "$dir" --recipe "$r" "${lv_opts[@]}" --seed "$s" \
       --asr-langs "$asr_langs" --st-langs "$st_langs" --dump-dir "$dumpdir" --token-dir "$tokendir" \
-      --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" --resume ${train_opts}
+      --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" "${dev_opts[@]}" --resume ${train_opts}
     touch "$dir/.train.done"
   done
 fi

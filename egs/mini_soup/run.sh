@@ -10,6 +10,8 @@ tiny=false          # true: a small corpus and small vocabularies, for tests
 asr_langs="en fr de es ca zh"
 st_langs="fr de es ca"
 # The methods compared by default (stages 6-9); --recipe X [--levels L] trains just one.
+# Character units everywhere: with a few hundred steps from scratch, CTC over characters leaves
+# its initial all-blank plateau far sooner than over 1000-piece SentencePiece vocabularies.
 methods="joint vs vc vm:asr>st>ssl vm:st>asr>ssl"
 
 # This recipe's options may come anywhere; everything else is for asr.sh.
@@ -32,4 +34,5 @@ utts_per_lang=${utts_per_lang:-600}
   --local-corpus-opts "--langs '$asr_langs' --utts-per-lang $utts_per_lang --seed $seed" \
   --local-data-opts "--asr-langs '$asr_langs' --st-langs '$st_langs'" \
   --methods "$methods" --train-config conf/train.yaml \
+  --asr-model-types "en:char fr:char de:char es:char ca:char zh:char" --st-model-type char \
   "${tiny_opts[@]}" "${args[@]}"
