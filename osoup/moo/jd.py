@@ -103,7 +103,7 @@ class JDWeighting(Weighting):
             extra = JD_METHODS[name]
             raise MissingDependencyError(
                 f"weighting {name!r} needs optional solver packages that are not installed ({e}); "
-                f"install them with: pip install 'torchjd[{extra}]'"
+                f"install them with: tools/venv/bin/pip install -e '.[solvers]' (or pip install 'torchjd[{extra}]')"
             ) from e
         except (TypeError, ValueError) as e:
             raise ValueError(f"weighting {name!r}: bad options {self.kwargs}: {e}") from e
