@@ -6,48 +6,28 @@ training utterances, decoded and scored, and the test asserts that it learned.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import kaldiio
 import pytest
+from conftest import run_recipe
 
 from osoup.data.datadir import read_scp
 from osoup.data.validate import validate_data_dir
 
-REPO = Path(__file__).resolve().parents[1]
 LANGS = ["en", "fr", "de", "es", "ca", "zh"]
 ST_LANGS = ["fr", "de", "es", "ca"]
 
 pytestmark = pytest.mark.slow
 
 
-def _copy_recipe(tmp: Path) -> Path:
-    egs = tmp / "egs"
-    egs.mkdir()
-    shutil.copytree(REPO / "egs" / "TEMPLATE", egs / "TEMPLATE")
-    shutil.copytree(REPO / "egs" / "mini_soup", egs / "mini_soup", symlinks=True,
-                    ignore=shutil.ignore_patterns("corpus", "data", "dump", "exp"))
-    shutil.copytree(REPO / "egs" / "covost2" / "local", egs / "covost2" / "local")
-    (tmp / "utils").symlink_to(REPO / "utils")
-    return egs / "mini_soup"
-
-
-def _run(recipe: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OSOUP_ROOT=str(REPO))
-    proc = subprocess.run(["bash", "run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
-    return proc
+_run = run_recipe
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    recipe = _copy_recipe(tmp_path_factory.mktemp("mini"))
-    _run(recipe, "--tiny", "true", "--stop-stage", "5")
-    return recipe
+def prepared(mini_recipe: Path) -> Path:
+    """The session's tiny mini recipe after stages 0-5 (test/conftest.py)."""
+    return mini_recipe
 
 
 def test_stages_0_to_5_outputs(prepared: Path) -> None:

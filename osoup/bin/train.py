@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -54,7 +55,8 @@ def get_parser() -> configargparse.ArgumentParser:
     )
     p.add_argument("--config", is_config_file=True, help="YAML config file")
     p.add_argument("--exp-dir", required=True, help="experiment directory")
-    p.add_argument("--resume", action="store_true", help="continue from <exp-dir>/latest.pt if present")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <exp-dir>/latest.pt if present (an unreadable one: the newest readable checkpoint)")
     g = p.add_argument_group("data")
     g.add_argument("--dump-dir", default="dump", help="root of dumped features (dump/asr, dump/st, dump/fbank)")
     g.add_argument("--token-dir", default="data/token", help="root of tokenizers (asr_<lang>, st_en)")
@@ -114,10 +116,23 @@ def get_parser() -> configargparse.ArgumentParser:
     g.add_argument("--keep-last", type=int, default=5)
     g.add_argument("--average-last", type=int, default=0)
     g.add_argument("--log-interval", type=int, default=10)
-    g.add_argument("--max-skips", type=int, default=10, help="stop after this many consecutive non-finite steps")
+    g.add_argument("--max-skips", type=int, default=10,
+                   help="a step with a non-finite loss or gradient is skipped; stop after this many in a row")
+    g.add_argument("--save-every-steps", type=int, default=0,
+                   help="also write latest.pt every N steps (0: at the end of each epoch only)")
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    g.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+                   help="mixed precision of the forward passes (fp16: with a dynamic loss scale); per-objective "
+                        "gradients, Gramians and λ stay fp32")
     g.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     g.add_argument("--verbose", type=int, default=1)
+    g = p.add_argument_group("data parallelism (docs/distributed.md)")
+    g.add_argument("--dist-timeout", type=float, default=1800.0,
+                   help="under torchrun: seconds a collective may wait for the other ranks before the job fails")
+    g.add_argument("--simulate-ranks", type=int, default=0,
+                   help="single process: each step draws what N torchrun ranks would draw together (their halves "
+                        "concatenated rank by rank); a reference for checking a multi-process run")
+    g.add_argument("--trace", action="store_true", help="write per-step losses and λ to <exp-dir>/trace*.jsonl")
     return p
 
 
@@ -152,40 +167,65 @@ def build_model_conf(args, specs) -> dict:
     }
 
 
+def build_trainer(args, dist=None):
+    """The :class:`~osoup.train.trainer.Trainer` of parsed ``args`` (objectives, model config,
+    resolved config written to the experiment dir). Tests call it to train in-process."""
+    import yaml
+
+    from osoup.data.objectives import build_objectives
+    from osoup.train.trainer import TrainConfig, Trainer
+
+    exp = Path(args.exp_dir)
+    specs = build_objectives(
+        args.dump_dir, args.token_dir, args.asr_langs.split(), args.st_langs.split(),
+        None if args.ssl == "none" else args.ssl, args.ssl_sets.split() or None, args.train_split, args.dev_split,
+    )
+    names = {f.name for f in fields(TrainConfig)}
+    cfg_kwargs = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    cfg = TrainConfig(**cfg_kwargs)
+    model_conf = build_model_conf(args, specs)
+    token_dirs = model_conf.pop("token_dirs")
+    resolved = {k: v for k, v in vars(args).items() if k != "config"}
+    if dist is None or dist.is_main:
+        atomic_write_text(exp / "config.yaml", yaml.safe_dump(resolved, sort_keys=True, allow_unicode=True))
+        atomic_write_text(exp / "objectives.json", json.dumps(
+            {"objectives": [s.name for s in specs], "token_dirs": token_dirs,
+             "encoder_conf": model_conf["encoder_conf"], "ssl": model_conf["ssl"]}, indent=1))
+    return Trainer(cfg, specs, model_conf, exp, dist=dist)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
     exp = Path(args.exp_dir)
     exp.mkdir(parents=True, exist_ok=True)
-    setup_logging(args.verbose, exp / "train.log")
+    from osoup.train.distributed import init_distributed, launched_by_torchrun, shutdown
+
+    rank = int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
+    # under torchrun: rank 0 logs to train.log (and the console), the others to train.rank<r>.log
+    setup_logging(args.verbose if rank == 0 else min(args.verbose, 0), exp / ("train.log" if rank == 0 else f"train.rank{rank}.log"))
     log = logging.getLogger("osoup-train")
     log.info("command: %s", " ".join(sys.argv if argv is None else ["osoup-train", *argv]))
+    dist = None
     try:
-        from osoup.data.objectives import build_objectives
-        from osoup.train.trainer import TrainConfig, Trainer
-
-        specs = build_objectives(
-            args.dump_dir, args.token_dir, args.asr_langs.split(), args.st_langs.split(),
-            None if args.ssl == "none" else args.ssl, args.ssl_sets.split() or None, args.train_split, args.dev_split,
-        )
-        names = {f.name for f in fields(TrainConfig)}
-        cfg_kwargs = {k: v for k, v in vars(args).items() if k in names and v is not None}
-        cfg = TrainConfig(**cfg_kwargs)
-        model_conf = build_model_conf(args, specs)
-        token_dirs = model_conf.pop("token_dirs")
-        resolved = {k: v for k, v in vars(args).items() if k != "config"}
-        import yaml
-
-        atomic_write_text(exp / "config.yaml", yaml.safe_dump(resolved, sort_keys=True, allow_unicode=True))
-        atomic_write_text(exp / "objectives.json", json.dumps(
-            {"objectives": [s.name for s in specs], "token_dirs": token_dirs,
-             "encoder_conf": model_conf["encoder_conf"], "ssl": model_conf["ssl"]}, indent=1))
-        trainer = Trainer(cfg, specs, model_conf, exp)
+        dist, args.device = init_distributed(args.device, args.dist_timeout)
+        trainer = build_trainer(args, dist)
         summary = trainer.run(resume=args.resume)
         log.info("done: %d epochs, best dev score %.4f, %d skipped steps", summary["epochs"], summary["best_dev"], summary["skipped_steps"])
     except DataError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
+    except RuntimeError as e:
+        from osoup.train.trainer import TrainingStopped
+
+        if not isinstance(e, TrainingStopped):
+            raise
+        log.error("%s", e)
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if dist is not None:
+            shutdown(dist)
     return 0
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -494,6 +494,43 @@ class Soup:
                 torch._foreach_copy_([v for v, _ in have], [g for _, g in have])
         elif have:
             torch._foreach_add_([v for v, _ in have], [g for _, g in have])
+
+    def pending_buffers(self) -> list[Tensor]:
+        """The gradient buffers of the step being assembled that :meth:`step` reads besides
+        ``.grad``: the per-objective gradients of the MOO layers ``[2, R, D]`` (and of the heads
+        with ``gram_params="all"``), lower levels' accumulators, a probe step's other-layer
+        gradients. Valid between the last :meth:`backward` and :meth:`step`; a caller may check
+        them (e.g. for non-finite values) or reduce them in place (see :meth:`reduce_pending`)."""
+        out: list[Tensor] = []
+        if self._buf is not None and self._buf.numel() > 0:
+            out.append(self._buf)
+        if self._head_buf is not None:
+            out += [t for half in self._head_buf for t in half]
+        out += [acc for level, acc in self._acc.items() if not self._acc_fresh.get(level, True)]
+        if self._probe and self._probe_buf is not None:
+            out.append(self._probe_buf)
+        return out
+
+    def direct_params(self) -> list[Parameter]:
+        """Shared parameters whose ``.grad`` the backwards wrote (gradients with weights known
+        in advance); the others' ``.grad`` stays zero until :meth:`step` writes the combined
+        direction from :meth:`pending_buffers`. A data-parallel caller reduces these ``.grad``
+        (and the heads') and the pending buffers, nothing else."""
+        if any(self._row_of.get(m) is None for m in range(len(self._names))):
+            return list(self._shared)
+        return [self._shared[j] for j in self._rest_idx]
+
+    def reduce_pending(self, fn: Callable[[list[Tensor]], None]) -> None:
+        """Data parallelism: call ``fn`` once with every tensor :meth:`step` will read besides
+        ``.grad`` (:meth:`pending_buffers`, then the per-objective losses ``[M, 2]`` of both
+        halves); ``fn`` reduces them in place, e.g. one fused all-reduce (sum) across workers.
+        :meth:`step` then sees the summed gradients and losses, so every worker computes the
+        same λ. ``.grad`` of θ and of the heads is the caller's to reduce, as in plain training.
+        Call after every :meth:`backward` of the step and before :meth:`step`."""
+        self._check_complete()
+        losses = torch.stack([torch.stack([l0, l1]) for l0, l1 in self._loss])
+        fn(self.pending_buffers() + [losses])
+        self._loss = [[losses[m, 0], losses[m, 1]] for m in range(len(self._names))]
 
     def _check_complete(self) -> None:
         missing = [f"{n!r} half {h}" for n, c in zip(self._names, self._count) for h in (0, 1) if c[h] == 0]

@@ -26,6 +26,7 @@ import torch
 from osoup.data.dataset import FeatureSet, ObjectiveSampler, make_batches, split_halves
 from osoup.fileio import DataError, atomic_write_text
 from osoup.moo import PenaltySchedule, make_soup, split_optimizers
+from osoup.train import distributed as D
 from osoup.train.checkpoint import (
     average_models,
     epoch_checkpoints,
@@ -43,6 +44,10 @@ MOO_RECIPES = ("vs", "vc", "vm", "joint")
 PHASED_RECIPES = ("two_stage", "two_stage_static", "peft")
 RECIPES = MOO_RECIPES + PHASED_RECIPES
 PAPER_STATIC_WEIGHTS = {"en": 0.18, "fr": 0.19, "de": 0.27, "es": 0.16, "ca": 0.20}
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot go on (e.g. too many consecutive non-finite steps); the message says why."""
 
 
 @dataclass
@@ -86,7 +91,11 @@ class TrainConfig:
     keep_last: int = 5
     average_last: int = 0
     log_interval: int = 10
-    max_skips: int = 10
+    max_skips: int = 10  # stop after this many consecutive skipped (non-finite) steps
+    save_every_steps: int = 0  # also write latest.pt every N steps (0: at epoch ends only)
+    amp: str = "none"  # none | bf16 | fp16: autocast of the forward passes (fp16 with a loss scale)
+    simulate_ranks: int = 0  # N > 1: one process draws what N data-parallel ranks would draw
+    trace: bool = False  # write per-step global losses and λ to <exp>/trace[.rank<r>].jsonl
     cache_feats: bool = True
     device: str = "auto"  # auto: cuda when available, else cpu
     threads: int = 0
@@ -113,10 +122,20 @@ def default_penalties(recipe: str, n_levels: int) -> list[tuple[float, float, fl
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, specs: list[ObjectiveSpec], model_conf: dict, exp_dir: str | Path):
+    def __init__(self, cfg: TrainConfig, specs: list[ObjectiveSpec], model_conf: dict, exp_dir: str | Path,
+                 dist: D.DistContext | None = None):
         if cfg.recipe not in RECIPES:
             raise DataError(f"unknown recipe {cfg.recipe!r}; choose one of {', '.join(RECIPES)}")
         self.cfg = cfg
+        self.dist = dist or D.DistContext()
+        if cfg.amp not in ("none", "bf16", "fp16"):
+            raise DataError(f"unknown --amp {cfg.amp!r}: choose none, bf16 or fp16")
+        if cfg.simulate_ranks > 1 and self.dist.enabled:
+            raise DataError("--simulate-ranks is for a single process; under torchrun the ranks are real")
+        # data-parallel ranks whose batches one step sees: real (torchrun) or simulated
+        self.n_ranks = self.dist.world_size if self.dist.enabled else max(1, cfg.simulate_ranks)
+        self.loss_scale = 2.0**16 if cfg.amp == "fp16" else 1.0
+        self._scale_good_steps = 0
         self.specs = {s.name: s for s in specs}
         self.names = [s.name for s in specs]
         self.exp = Path(exp_dir)
@@ -127,6 +146,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.phases = self._make_phases()
         self.model = SoupModel(**model_conf).to(self.device)
+        if self.dist.enabled:
+            D.broadcast_parameters(self.model)
+            if self.dist.rank > 0:  # own dropout / SpecAugment / SSL draws per rank
+                torch.manual_seed(cfg.seed + 7919 * self.dist.rank)
         self.model_conf = model_conf
         self._load_data()
         self.global_epoch = 0  # epochs finished over all phases
@@ -135,6 +158,7 @@ class Trainer:
         self.step_in_phase = 0
         self.best_dev = math.inf
         self.skips_total = 0
+        self.consecutive_skips = 0
         self.history: list[dict] = []
         self._tb = None
 
@@ -173,6 +197,7 @@ class Trainer:
         self.train_sets: dict[str, FeatureSet] = {}
         self.dev_sets: dict[str, FeatureSet] = {}
         self.samplers: dict[str, ObjectiveSampler] = {}
+        self.sim_samplers: dict[str, list[ObjectiveSampler]] = {}  # --simulate-ranks: virtual ranks 1..N-1
         self.batch_counts: dict[str, int] = {}
         for i, (name, s) in enumerate(self.specs.items()):
             enc = vocab = None
@@ -184,7 +209,15 @@ class Trainer:
                 self.dev_sets[name] = FeatureSet(s.dev_dirs, s.text_file, enc, cache=c.cache_feats, vocab_size=vocab)
             batches = make_batches(self.train_sets[name].examples, c.max_frames, c.max_utts)
             self.batch_counts[name] = len(batches)
-            self.samplers[name] = ObjectiveSampler(batches, seed=c.seed * 1000 + i)
+            seed = c.seed * 1000 + i
+            if self.dist.enabled:
+                self.samplers[name] = ObjectiveSampler(batches, seed, rank=self.dist.rank, world_size=self.dist.world_size)
+            elif self.n_ranks > 1:
+                self.samplers[name] = ObjectiveSampler(batches, seed, rank=0, world_size=self.n_ranks)
+                self.sim_samplers[name] = [ObjectiveSampler(batches, seed, rank=r, world_size=self.n_ranks)
+                                           for r in range(1, self.n_ranks)]
+            else:
+                self.samplers[name] = ObjectiveSampler(batches, seed=seed)
             log.info(
                 "objective %s: %d train utterances (%.2f h) in %d batches, %d dev utterances",
                 name,
@@ -200,7 +233,7 @@ class Trainer:
         n = 1
         for name in phase.objectives:
             lang = self.specs[name].lang
-            n = max(n, math.ceil(self.batch_counts[name] * float(self.cfg.upsample.get(lang, 1.0))))
+            n = max(n, math.ceil(self.batch_counts[name] * float(self.cfg.upsample.get(lang, 1.0)) / self.n_ranks))
         return n
 
     def _make_soup(self, phase: Phase):
@@ -261,16 +294,38 @@ class Trainer:
         raise DataError(f"unknown scheduler {kind!r}: choose plateau, step or none")
 
     # -- one batch -------------------------------------------------------------------------
+    def _draw_halves(self, name: str) -> tuple[list[int], list[int]]:
+        """The two disjoint halves of ``name``'s next minibatch. With --simulate-ranks N, each
+        half is the concatenation, rank by rank, of the halves the N ranks would draw (the
+        union that N real ranks see in one step)."""
+        parts = [split_halves(s.next()) for s in [self.samplers[name], *self.sim_samplers.get(name, [])]]
+        return [i for h0, _ in parts for i in h0], [i for _, h1 in parts for i in h1]
+
+    def _autocast(self):
+        if self.cfg.amp == "none":
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.cfg.amp == "bf16" else torch.float16)
+
     def _half_loss(self, name: str, fset: FeatureSet, idx: list[int]) -> tuple[torch.Tensor, int]:
+        """The loss of one half: its loss sum over the total count (CTC: target tokens, SSL:
+        prediction terms). Under torchrun the count is the GLOBAL one (summed over ranks), so
+        the ranks' losses, and their gradients, add up to the loss of the union of the halves."""
         exs = [fset.examples[i] for i in idx]
         feats, lengths = pad_batch([fset.load(e.utt_id) for e in exs], self.device)
         frames = int(sum(e.num_frames for e in exs))
+        with self._autocast():
+            if name == "ssl":
+                loss_sum, count = self.model.ssl_loss(feats, lengths)
+            else:
+                targets, tlens = pad_targets([e.target for e in exs], self.device)
+                loss_sum = self.model.supervised_loss(name, feats, lengths, targets, tlens)
+                count = sum(len(e.target) for e in exs)
+        loss_sum = loss_sum.float()
+        if self.dist.enabled:
+            return loss_sum / D.global_count(count, loss_sum.device), frames
         if name == "ssl":
-            loss_sum, count = self.model.ssl_loss(feats, lengths)
             return loss_sum / torch.clamp(torch.as_tensor(count, dtype=loss_sum.dtype, device=loss_sum.device), min=1), frames
-        targets, tlens = pad_targets([e.target for e in exs], self.device)
-        loss_sum = self.model.supervised_loss(name, feats, lengths, targets, tlens)
-        return loss_sum / float(sum(len(e.target) for e in exs)), frames
+        return loss_sum / float(count), frames
 
     # -- dev -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -310,12 +365,17 @@ class Trainer:
             "soup": soup.state_dict(),
             "samplers": {n: s.state_dict() for n, s in self.samplers.items()},
             "rng": rng_state(),
+            "rng_ranks": D.all_gather_objects(rng_state()) if self.dist.enabled else None,
+            "loss_scale": self.loss_scale,
+            "n_ranks": self.n_ranks,
             "global_epoch": self.global_epoch,
             "phase_idx": self.phase_idx,
             "phase_epoch": self.phase_epoch,
             "step_in_phase": self.step_in_phase,
             "best_dev": self.best_dev,
             "history": self.history,
+            "skips_total": self.skips_total,
+            "consecutive_skips": self.consecutive_skips,
             "config": asdict(self.cfg),
             "model_conf": self.model_conf,
         }
@@ -332,21 +392,57 @@ class Trainer:
         return self._tb or None
 
     # -- main loop -------------------------------------------------------------------------
+    _RESUME_KEYS = ("model", "opt_backbone", "opt_heads", "soup", "samplers", "rng", "global_epoch",
+                    "phase_idx", "phase_epoch", "step_in_phase", "best_dev", "history")
+
+    def load_resume_state(self) -> tuple[dict, Path] | None:
+        """The newest loadable checkpoint of the experiment: ``latest.pt``, else the epoch
+        checkpoints from the newest down. A file that cannot be read (e.g. a kill during a
+        write on a file system without atomic rename) is skipped with a warning."""
+        if self.dist.is_main:  # temp files of checkpoint writes that a kill interrupted
+            for tmp in self.exp.glob(".*.pt.*.tmp"):
+                log.info("removing %s (an interrupted checkpoint write)", tmp)
+                tmp.unlink(missing_ok=True)
+        candidates = [self.exp / "latest.pt"] + epoch_checkpoints(self.exp)[::-1]
+        for path in candidates:
+            if not path.is_file():
+                continue
+            try:
+                state = torch.load(path, map_location=self.device, weights_only=False)
+                missing = [k for k in self._RESUME_KEYS if k not in state]
+                if missing:
+                    raise ValueError(f"not a training checkpoint (missing {', '.join(missing)})")
+            except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped
+                log.warning("cannot resume from %s (%s): trying an older checkpoint", path, e)
+                continue
+            return state, path
+        return None
+
     def run(self, resume: bool = False) -> dict:
+        """Train every phase to the end (from the newest checkpoint with ``resume``); returns
+        the summary also written to ``train_summary.json``."""
         c = self.cfg
         resume_state = None
-        latest = self.exp / "latest.pt"
-        if resume and latest.is_file():
-            resume_state = torch.load(latest, map_location=self.device, weights_only=False)
+        found = self.load_resume_state() if resume else None
+        if found is not None:
+            resume_state, path = found
             self.model.load_state_dict(resume_state["model"])
             for k in ("global_epoch", "phase_idx", "phase_epoch", "step_in_phase", "best_dev", "history"):
                 setattr(self, k, resume_state[k])
+            self.skips_total = int(resume_state.get("skips_total", 0))
+            self.consecutive_skips = int(resume_state.get("consecutive_skips", 0))
             for n, st in resume_state["samplers"].items():
                 if n in self.samplers:
-                    self.samplers[n].load_state_dict(st)
-            log.info("resumed from %s: epoch %d (phase %d, epoch %d in phase)", latest, self.global_epoch, self.phase_idx, self.phase_epoch)
+                    for smp in [self.samplers[n], *self.sim_samplers.get(n, [])]:
+                        smp.load_state_dict(st)  # every rank's sampler is at the same position
+            self.loss_scale = float(resume_state.get("loss_scale", self.loss_scale))
+            if int(resume_state.get("n_ranks", 1)) != self.n_ranks:
+                log.warning("checkpoint was written with %s data-parallel ranks, now %d: batches differ from an "
+                            "uninterrupted run", resume_state.get("n_ranks", 1), self.n_ranks)
+            log.info("resumed from %s: epoch %d (phase %d, epoch %d in phase, step %d in phase)",
+                     path, self.global_epoch, self.phase_idx, self.phase_epoch, self.step_in_phase)
         elif resume:
-            log.info("--resume given but %s does not exist: starting from scratch", latest)
+            log.info("--resume given but %s holds no checkpoint: starting from scratch", self.exp)
 
         while self.phase_idx < len(self.phases):
             phase = self.phases[self.phase_idx]
@@ -356,22 +452,32 @@ class Trainer:
             opt_t, opt_h = self._make_optimizers(phase)
             sch_t = self._make_scheduler(opt_t, phase.scheduler)
             sch_h = self._make_scheduler(opt_h, phase.scheduler)
-            if resume_state is not None and resume_state["phase_idx"] == self.phase_idx and self.phase_epoch > 0:
+            in_phase = self.phase_epoch > 0 or self.step_in_phase > 0
+            if resume_state is not None and resume_state["phase_idx"] == self.phase_idx and in_phase:
                 soup.load_state_dict(resume_state["soup"])
                 opt_t.load_state_dict(resume_state["opt_backbone"])
                 opt_h.load_state_dict(resume_state["opt_heads"])
                 if sch_t is not None and resume_state["sched_backbone"] is not None:
                     sch_t.load_state_dict(resume_state["sched_backbone"])
                     sch_h.load_state_dict(resume_state["sched_heads"])
-                set_rng_state(resume_state["rng"])
+                ranks = resume_state.get("rng_ranks")
+                if self.dist.enabled and ranks and len(ranks) == self.dist.world_size:
+                    set_rng_state(ranks[self.dist.rank])
+                else:
+                    set_rng_state(resume_state["rng"])
             resume_state = None
             spe = self.steps_per_epoch(phase)
             log.info(
                 "phase %s: recipe %s, objectives %s, %d epochs × %d steps, lr backbone %g heads %g",
                 phase.name, phase.recipe, ",".join(phase.objectives), phase.epochs, spe, phase.lr_backbone, phase.lr_heads,
             )
+            def save_latest() -> None:
+                state = self._state(soup, opt_t, opt_h, sch_t, sch_h)  # a collective under torchrun
+                if self.dist.is_main:
+                    save_atomic(state, self.exp / "latest.pt")
+
             while self.phase_epoch < phase.epochs:
-                self._train_epoch(phase, soup, opt_t, opt_h, spe)
+                self._train_epoch(phase, soup, opt_t, opt_h, spe, save_latest)
                 dev = self.dev_losses(phase.objectives)
                 sup = [v for k, v in dev.items() if k != "ssl"]
                 score = sum(sup) / len(sup) if sup else dev.get("ssl", math.inf)
@@ -386,7 +492,7 @@ class Trainer:
                 self.history.append(rec)
                 log.info("epoch %d (%s) dev losses: %s", self.global_epoch, phase.name,
                          " ".join(f"{k}={v:.3f}" for k, v in dev.items()))
-                tb = self._tensorboard()
+                tb = self._tensorboard() if self.dist.is_main else None
                 if tb:
                     for k, v in dev.items():
                         tb.add_scalar(f"dev/{k}", v, self.global_epoch)
@@ -394,30 +500,80 @@ class Trainer:
                 is_last_phase = self.phase_idx == len(self.phases) - 1
                 if is_last_phase and score < self.best_dev and math.isfinite(score):
                     self.best_dev = score
-                    save_atomic({"model": self.model.state_dict(), "model_conf": self.model_conf, "epoch": self.global_epoch}, self.exp / "best.pt")
+                    if self.dist.is_main:
+                        save_atomic({"model": self.model.state_dict(), "model_conf": self.model_conf, "epoch": self.global_epoch}, self.exp / "best.pt")
                 state = self._state(soup, opt_t, opt_h, sch_t, sch_h)
-                save_atomic(state, self.exp / f"checkpoint.{self.global_epoch}.pt")
-                save_atomic(state, self.exp / "latest.pt")
-                prune_checkpoints(self.exp, max(c.keep_last, c.average_last))
+                if self.dist.is_main:
+                    save_atomic(state, self.exp / f"checkpoint.{self.global_epoch}.pt")
+                    save_atomic(state, self.exp / "latest.pt")
+                    prune_checkpoints(self.exp, max(c.keep_last, c.average_last))
             self.phase_idx += 1
             self.phase_epoch = 0
             self.step_in_phase = 0
-        if c.average_last > 1:
+        if c.average_last > 1 and self.dist.is_main:
             ckpts = epoch_checkpoints(self.exp)[-c.average_last :]
             save_atomic({"model": average_models(ckpts), "model_conf": self.model_conf, "averaged": [p.name for p in ckpts]},
                         self.exp / f"avg{c.average_last}.pt")
         summary = {"best_dev": self.best_dev, "epochs": self.global_epoch, "skipped_steps": self.skips_total, "history": self.history}
-        atomic_write_text(self.exp / "train_summary.json", json.dumps(summary, indent=1))
+        if self.dist.is_main:
+            atomic_write_text(self.exp / "train_summary.json", json.dumps(summary, indent=1))
         if self._tb:
             self._tb.close()
         return summary
 
-    def _train_epoch(self, phase: Phase, soup, opt_t, opt_h, spe: int) -> None:
+    @staticmethod
+    def _all_finite(losses: torch.Tensor, *tensor_lists: list[torch.Tensor]) -> torch.Tensor:
+        """A device bool: every loss and every gradient entry is finite (no host sync)."""
+        flags = [torch.isfinite(losses).all()]
+        grads = [t for ts in tensor_lists for t in ts if t.numel() > 0]
+        if grads:
+            norms = torch._foreach_norm(grads)  # inf/nan anywhere makes the norm non-finite
+            flags.append(torch.isfinite(torch.stack([n.float() for n in norms])).all())
+        return torch.stack(flags).all()
+
+    def _skip_step(self, phase: Phase, soup, per: list[float], heads: list) -> None:
+        """A non-finite loss or gradient: no parameter, optimizer or λ change; count, log, and
+        stop after ``max_skips`` in a row, naming the objective(s)."""
+        self.skips_total += 1
+        self.consecutive_skips += 1
+        bad = [n for n, v in zip(phase.objectives, per) if not math.isfinite(v)]
+        if bad:
+            what = "non-finite loss of " + ",".join(bad)
+        else:  # losses fine: look for the objective through its head's gradient
+            bad = [
+                n for n in phase.objectives
+                if any(p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in self.model.objective_head_parameters(n))
+            ]
+            what = ("non-finite gradient of " + ",".join(bad)) if bad else (
+                "non-finite gradient of the shared backbone (losses finite: " + ",".join(phase.objectives) + ")"
+            )
+        soup.zero_grad()  # forgets the step's gradients; λ and the step counter are untouched
+        log.warning("%s at step %d: step skipped (%d in a row, %d in total)", what, self.step_in_phase,
+                    self.consecutive_skips, self.skips_total)
+        if self.consecutive_skips >= self.cfg.max_skips:
+            raise TrainingStopped(
+                f"{self.consecutive_skips} consecutive steps skipped ({what} at step {self.step_in_phase}, "
+                f"epoch {self.global_epoch + 1}); stopping. Lower the learning rate, check that objective's "
+                f"data, or raise --max-skips"
+            )
+
+    def _trace(self, rec: dict) -> None:
+        """--trace: one JSON line per step (global losses, λ) per rank, for equivalence checks."""
+        name = f"trace.rank{self.dist.rank}.jsonl" if self.dist.enabled else "trace.jsonl"
+        with open(self.exp / name, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def _maybe_save(self, save_latest, step: int, spe: int) -> None:
+        """--save-every-steps: a mid-epoch latest.pt (the epoch end writes its own)."""
+        n = self.cfg.save_every_steps
+        if save_latest is not None and n > 0 and self.step_in_phase % n == 0 and step + 1 < spe:
+            save_latest()
+
+    def _train_epoch(self, phase: Phase, soup, opt_t, opt_h, spe: int, save_latest=None) -> None:
         c = self.cfg
         self.model.train()
         t0 = time.time()
         frames_seen = 0
-        consecutive_skips = 0
         loss_acc = {n: 0.0 for n in phase.objectives}
         n_logged = 0
         shared = self.model.shared_parameters()
@@ -435,28 +591,73 @@ class Trainer:
             opt_t.zero_grad(set_to_none=True)
             opt_h.zero_grad(set_to_none=True)
             soup.begin_step(epoch_f)
+            # running statistics (BatchNorm) change in the forward pass: a skipped step restores them
+            buffers_before = [(b, b.detach().clone()) for b in self.model.buffers()]
             losses = []
+            scale = self.loss_scale  # 1 unless --amp fp16
             for name in phase.objectives:
                 fset = self.train_sets[name]
                 for _ in range(c.accum_grad):
-                    halves = split_halves(self.samplers[name].next())
-                    for h, idx in enumerate(halves):
+                    for h, idx in enumerate(self._draw_halves(name)):
                         loss, frames = self._half_loss(name, fset, idx)
-                        soup.backward(name, h, loss / c.accum_grad)
+                        soup.backward(name, h, loss * (scale / c.accum_grad) if scale != 1.0 else loss / c.accum_grad)
                         losses.append(loss.detach())
                         frames_seen += frames
-            stats = soup.step(epoch_f)
-            finite = torch.isfinite(torch.stack(losses)).all()
-            if not bool(finite):  # the one host synchronisation of the step
-                self.skips_total += 1
-                consecutive_skips += 1
-                bad = [n for n, l in zip([n for n in phase.objectives for _ in range(2 * c.accum_grad)], losses) if not torch.isfinite(l)]
-                log.warning("non-finite loss in %s at step %d: step skipped (%d in a row)", ",".join(sorted(set(bad))), self.step_in_phase, consecutive_skips)
-                if consecutive_skips >= c.max_skips:
-                    raise RuntimeError(f"{consecutive_skips} consecutive non-finite steps (objective(s) {','.join(sorted(set(bad)))}): stopping")
+            per_t = torch.stack(losses).view(len(phase.objectives), -1).float().mean(1)
+            grads = [p.grad for p in shared + heads if p.grad is not None]
+            if self.dist.enabled or scale != 1.0:
+                # G1, G2 (and the soup's losses) in one collective, before λ; then the other
+                # gradients in buckets. fp16: unscale before the Gramian (a scaled Gramian
+                # would change MoDo's effective step size γ).
+                def reduce(ts: list[torch.Tensor]) -> None:
+                    D.all_reduce_fused(ts)
+                    if scale != 1.0:
+                        torch._foreach_mul_(ts, 1.0 / scale)  # the soup's losses were scaled too
+
+                soup.reduce_pending(reduce)
+                direct = {id(p) for p in soup.direct_params()}
+                D.all_reduce_buckets([p.grad for p in shared if p.grad is not None and id(p) in direct]
+                                     + [p.grad for p in heads if p.grad is not None] + [per_t])
+                if scale != 1.0 and grads:
+                    torch._foreach_mul_(grads, 1.0 / scale)
+            # Checked before soup.step: a NaN Gramian must never reach the λ update (λ, the
+            # probe schedule and loss-based weightings stay as they were on a skipped step).
+            finite = self._all_finite(per_t, soup.pending_buffers(), grads)
+            # the one host synchronisation of the step: finiteness and the logged losses together
+            flags = torch.cat([finite.float().view(1), per_t.detach()]).tolist()
+            per = flags[1:]
+            if flags[0] != 1.0 and scale != 1.0 and all(math.isfinite(v) for v in per) and scale > 1.0:
+                # fp16 overflow of the scaled gradients: lower the scale and retry on the next batch
+                self.loss_scale = scale / 2
+                self._scale_good_steps = 0
+                log.info("fp16 gradient overflow at step %d: loss scale %g -> %g", self.step_in_phase, scale, self.loss_scale)
+                soup.zero_grad()
+                with torch.no_grad():
+                    for b, saved in buffers_before:
+                        b.copy_(saved)
                 self.step_in_phase += 1
+                self._maybe_save(save_latest, step, spe)
                 continue
-            consecutive_skips = 0
+            if flags[0] != 1.0:
+                self._skip_step(phase, soup, per, heads)
+                with torch.no_grad():
+                    for b, saved in buffers_before:
+                        b.copy_(saved)
+                self.step_in_phase += 1
+                self._maybe_save(save_latest, step, spe)
+                continue
+            stats = soup.step(epoch_f)
+            self.consecutive_skips = 0
+            if scale != 1.0:
+                self._scale_good_steps += 1
+                if self._scale_good_steps >= 2000:  # torch.amp.GradScaler's default growth interval
+                    self.loss_scale, self._scale_good_steps = scale * 2, 0
+            lams = [v for k, v in stats.items() if k.startswith("lambda/")]
+            if self.dist.enabled and lams and (self.step_in_phase % c.log_interval == 0 or c.trace):
+                D.assert_same_on_all_ranks(torch.cat([v.flatten().float() for v in lams]), "λ")
+            if c.trace:
+                self._trace({"step": self.step_in_phase, "losses": dict(zip(phase.objectives, per)),
+                             "lambda": [v.flatten().tolist() for v in lams]})
             if phase.train_backbone and c.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(shared, c.grad_clip)
             if c.grad_clip > 0:
@@ -467,7 +668,7 @@ class Trainer:
             self.step_in_phase += 1
             if any(k.startswith("conflict/") for k in stats):
                 log.info("conflict probe at step %d: MOO layers now %s", self.step_in_phase, ",".join(soup.selected_layers))
-            per = torch.stack(losses).view(len(phase.objectives), -1).mean(1).tolist()
+            self._maybe_save(save_latest, step, spe)
             for n, v in zip(phase.objectives, per):
                 loss_acc[n] += v
             n_logged += 1
