@@ -84,7 +84,7 @@ def perturb_data_dir(
             raise DataError(f"{in_dir}/{need}: missing")
     if len(set(factors)) != len(factors) or any(f <= 0 for f in factors):
         raise ValueError(f"speed factors must be distinct and positive: {factors}")
-    wav_scp, utt2spk = files["wav.scp"], files["utt2spk"]
+    wav_scp = files["wav.scp"]
     wav_dir = (out_dir / "wav").resolve()
     wav_dir.mkdir(parents=True, exist_ok=True)
     perturbed = [f for f in factors if f != 1.0]

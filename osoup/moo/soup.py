@@ -41,7 +41,7 @@ from torch.nn import Parameter
 from osoup.moo.levels import parse_levels
 from osoup.moo.schedule import PenaltySchedule
 from osoup.moo.registry import WEIGHTINGS, make_weighting
-from osoup.moo.weighting import MeanWeighting, MoDo, StaticWeighting, Weighting, entropy
+from osoup.moo.weighting import MeanWeighting, StaticWeighting, Weighting, entropy
 
 RECIPES = ("vs", "vc", "vm", "joint", "mean", "static", "ssl")
 GRAM_PARAMS = ("shared", "all")
