@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 
 class DataError(Exception):
@@ -31,6 +31,17 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+
+def run_command(body: Callable[[], None]) -> int:
+    """Run a command's work: a DataError becomes one ``ERROR: <message>`` line on stderr and
+    exit status 1 (no traceback); success is 0."""
+    try:
+        body()
+    except DataError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def setup_logging(verbose: int = 1, log_file: str | Path | None = None) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import configargparse
 
 from osoup.data.cmvn import STD_FLOOR, compute_global_cmvn, write_cmvn
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import run_command, setup_logging
 
 logger = logging.getLogger("compute_cmvn")
 
@@ -26,18 +26,17 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    stats = compute_global_cmvn([Path(d) / "feats.scp" for d in args.dirs], args.std_floor)
+    write_cmvn(args.out, stats)
+    logger.info("wrote %s (%d frames)", args.out, stats["count"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     logger.info("config: %s", vars(args))
-    try:
-        stats = compute_global_cmvn([Path(d) / "feats.scp" for d in args.dirs], args.std_floor)
-        write_cmvn(args.out, stats)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    logger.info("wrote %s (%d frames)", args.out, stats["count"])
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

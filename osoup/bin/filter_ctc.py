@@ -11,7 +11,7 @@ import sys
 import configargparse
 
 from osoup.data.filter import filter_ctc
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import DataError, run_command, setup_logging
 from osoup.text.tokenizer import Tokenizer
 
 logger = logging.getLogger("filter_ctc")
@@ -29,22 +29,21 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    if args.subsampling < 1 or args.subsampling & (args.subsampling - 1):
+        raise DataError(f"--subsampling {args.subsampling}: must be 1 or a power of two")
+    tok = Tokenizer(args.token_dir)
+    task = args.task or tok.kind
+    if task != tok.kind:
+        raise DataError(f"--task {task} but {args.token_dir} holds a {tok.kind} tokenizer")
+    filter_ctc(args.in_dir, args.out_dir, tok, task, args.subsampling)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     logger.info("config: %s", vars(args))
-    try:
-        if args.subsampling < 1 or args.subsampling & (args.subsampling - 1):
-            raise DataError(f"--subsampling {args.subsampling}: must be 1 or a power of two")
-        tok = Tokenizer(args.token_dir)
-        task = args.task or tok.kind
-        if task != tok.kind:
-            raise DataError(f"--task {task} but {args.token_dir} holds a {tok.kind} tokenizer")
-        filter_ctc(args.in_dir, args.out_dir, tok, task, args.subsampling)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

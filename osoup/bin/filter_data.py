@@ -12,7 +12,7 @@ import sys
 import configargparse
 
 from osoup.data.filter import filter_data
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import run_command, setup_logging
 
 logger = logging.getLogger("filter_data")
 
@@ -31,17 +31,16 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    filter_data(args.in_dir, args.out_dir, args.min_sec, args.max_sec, args.keep_all_lengths, args.max_bad_frac,
+                need_text=not args.no_text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     logger.info("config: %s", vars(args))
-    try:
-        filter_data(args.in_dir, args.out_dir, args.min_sec, args.max_sec, args.keep_all_lengths, args.max_bad_frac,
-                    need_text=not args.no_text)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

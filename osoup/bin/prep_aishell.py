@@ -13,7 +13,7 @@ import configargparse
 
 from osoup.data.corpora.aishell import prepare_aishell
 from osoup.data.corpora.common import DEFAULT_MAX_BAD_FRAC, DEFAULT_NJ
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import run_command, setup_logging
 
 
 def get_parser() -> configargparse.ArgumentParser:
@@ -33,18 +33,17 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    counts = prepare_aishell(args.root, args.out, lang=args.lang,
+                             max_bad_frac=args.max_bad_frac, nj=args.nj)
+    for name, n in sorted(counts.items()):
+        print(f"{name} {n}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        counts = prepare_aishell(args.root, args.out, lang=args.lang,
-                                 max_bad_frac=args.max_bad_frac, nj=args.nj)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    for name, n in sorted(counts.items()):
-        print(f"{name} {n}")
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

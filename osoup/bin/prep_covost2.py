@@ -12,7 +12,7 @@ import configargparse
 
 from osoup.data.corpora.common import DEFAULT_MAX_BAD_FRAC, DEFAULT_NJ
 from osoup.data.corpora.covost2 import prepare_covost2
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import run_command, setup_logging
 
 
 def split_list(value: str) -> list[str]:
@@ -41,21 +41,20 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    counts = prepare_covost2(
+        args.cv_root, args.covost_root, args.out,
+        asr_langs=split_list(args.asr_langs), st_langs=split_list(args.st_langs),
+        en_split_tsv=args.en_split_tsv, max_bad_frac=args.max_bad_frac, nj=args.nj,
+    )
+    for name, n in sorted(counts.items()):
+        print(f"{name} {n}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        counts = prepare_covost2(
-            args.cv_root, args.covost_root, args.out,
-            asr_langs=split_list(args.asr_langs), st_langs=split_list(args.st_langs),
-            en_split_tsv=args.en_split_tsv, max_bad_frac=args.max_bad_frac, nj=args.nj,
-        )
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    for name, n in sorted(counts.items()):
-        print(f"{name} {n}")
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

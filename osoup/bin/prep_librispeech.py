@@ -13,7 +13,7 @@ import configargparse
 
 from osoup.data.corpora.common import DEFAULT_MAX_BAD_FRAC, DEFAULT_NJ
 from osoup.data.corpora.librispeech import prepare_librispeech
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import DataError, run_command, setup_logging
 
 
 def parse_parts(value: str) -> dict[str, str]:
@@ -49,21 +49,20 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    counts = prepare_librispeech(
+        args.root, args.out, parse_parts(args.parts), lang=args.lang,
+        ssl_parts=args.ssl_parts.replace(",", " ").split(),
+        max_bad_frac=args.max_bad_frac, nj=args.nj,
+    )
+    for name, n in sorted(counts.items()):
+        print(f"{name} {n}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        counts = prepare_librispeech(
-            args.root, args.out, parse_parts(args.parts), lang=args.lang,
-            ssl_parts=args.ssl_parts.replace(",", " ").split(),
-            max_bad_frac=args.max_bad_frac, nj=args.nj,
-        )
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    for name, n in sorted(counts.items()):
-        print(f"{name} {n}")
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

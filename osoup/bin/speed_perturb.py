@@ -17,7 +17,7 @@ import sys  # noqa: E402
 import configargparse  # noqa: E402
 
 from osoup.data.speed import perturb_data_dir  # noqa: E402
-from osoup.fileio import DataError, setup_logging  # noqa: E402
+from osoup.fileio import DataError, run_command, setup_logging  # noqa: E402
 
 logger = logging.getLogger("speed_perturb")
 
@@ -35,22 +35,21 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    try:
+        factors = [float(f) for f in args.factors.split()]
+    except ValueError:
+        raise DataError(f"--factors {args.factors!r}: expected numbers separated by spaces") from None
+    if not factors or any(f <= 0 for f in factors) or len(set(factors)) != len(factors):
+        raise DataError(f"--factors {args.factors!r}: need distinct positive numbers")
+    perturb_data_dir(args.in_dir, args.out_dir, factors, args.sample_rate, args.nj, args.max_bad_frac)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     logger.info("config: %s", vars(args))
-    try:
-        try:
-            factors = [float(f) for f in args.factors.split()]
-        except ValueError:
-            raise DataError(f"--factors {args.factors!r}: expected numbers separated by spaces") from None
-        if not factors or any(f <= 0 for f in factors) or len(set(factors)) != len(factors):
-            raise DataError(f"--factors {args.factors!r}: need distinct positive numbers")
-        perturb_data_dir(args.in_dir, args.out_dir, factors, args.sample_rate, args.nj, args.max_bad_frac)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 import configargparse
 
 from osoup.data.datadir import read_scp
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import DataError, run_command, setup_logging
 from osoup.text.spm import normalize_for, train_spm
 
 logger = logging.getLogger("train_spm")
@@ -33,32 +33,31 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    if args.vocab_size < 2:
+        raise DataError(f"--vocab-size {args.vocab_size}: must be at least 2")
+    sentences: list[str] = []
+    empty = 0
+    for path in args.texts:
+        for key, text in read_scp(path, allow_empty_value=True).items():
+            s = normalize_for(args.kind, args.lang, text)
+            if s:
+                sentences.append(s)
+            else:
+                empty += 1
+    if empty:
+        logger.warning("%d of %d lines are empty after normalisation; not used for training",
+                       empty, empty + len(sentences))
+    info = train_spm(sentences, args.out, args.kind, args.lang, args.vocab_size, args.model_type,
+                     args.num_threads)
+    logger.info("final vocabulary: %d pieces + <blank> (%s)", info["vocab_size"], info["model_type"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     logger.info("config: %s", vars(args))
-    try:
-        if args.vocab_size < 2:
-            raise DataError(f"--vocab-size {args.vocab_size}: must be at least 2")
-        sentences: list[str] = []
-        empty = 0
-        for path in args.texts:
-            for key, text in read_scp(path, allow_empty_value=True).items():
-                s = normalize_for(args.kind, args.lang, text)
-                if s:
-                    sentences.append(s)
-                else:
-                    empty += 1
-        if empty:
-            logger.warning("%d of %d lines are empty after normalisation; not used for training",
-                           empty, empty + len(sentences))
-        info = train_spm(sentences, args.out, args.kind, args.lang, args.vocab_size, args.model_type,
-                         args.num_threads)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    logger.info("final vocabulary: %d pieces + <blank> (%s)", info["vocab_size"], info["model_type"])
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":
