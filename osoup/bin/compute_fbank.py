@@ -24,7 +24,7 @@ import configargparse  # noqa: E402
 from osoup.data.audio import load_audio  # noqa: E402
 from osoup.data.datadir import read_scp, write_scp  # noqa: E402
 from osoup.data.features import FbankOptions, fbank  # noqa: E402
-from osoup.fileio import DataError, setup_logging  # noqa: E402
+from osoup.fileio import DataError, run_command, setup_logging  # noqa: E402
 
 logger = logging.getLogger("compute_fbank")
 
@@ -113,18 +113,17 @@ def compute_fbank_job(
     return {"utts": len(entries), "bad": len(bad), "frames": frames, "audio_sec": audio_sec, "wall_sec": wall}
 
 
+def _run(args, opts: FbankOptions) -> None:
+    compute_fbank_job(args.wav_scp, args.out_ark, args.out_scp, args.out_num_frames, opts,
+                      args.max_bad_frac, args.log_interval)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     logger.info("config: %s", vars(args))
     opts = FbankOptions(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither)
-    try:
-        compute_fbank_job(args.wav_scp, args.out_ark, args.out_scp, args.out_num_frames, opts,
-                          args.max_bad_frac, args.log_interval)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args, opts))
 
 
 if __name__ == "__main__":

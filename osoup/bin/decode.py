@@ -22,7 +22,7 @@ from pathlib import Path
 
 import configargparse
 
-from osoup.fileio import DataError, atomic_write, setup_logging
+from osoup.fileio import DataError, atomic_write, run_command, setup_logging
 
 log = logging.getLogger("osoup-decode")
 
@@ -207,25 +207,24 @@ def decode_packed(args) -> None:
         sys.stdout.write("".join(lines))
 
 
+def _run(args) -> None:
+    if args.pack_out:
+        if not args.exp_dir:
+            raise DataError("--pack-out needs --exp-dir")
+        pack_model(Path(args.exp_dir), args.model, Path(args.pack_out))
+        log.info("packed model written to %s", args.pack_out)
+    elif args.packed:
+        decode_packed(args)
+    elif args.exp_dir:
+        decode_recipe(args)
+    else:
+        raise DataError("give --exp-dir (recipe mode) or --packed (packed-model mode)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        if args.pack_out:
-            if not args.exp_dir:
-                raise DataError("--pack-out needs --exp-dir")
-            pack_model(Path(args.exp_dir), args.model, Path(args.pack_out))
-            log.info("packed model written to %s", args.pack_out)
-        elif args.packed:
-            decode_packed(args)
-        elif args.exp_dir:
-            decode_recipe(args)
-        else:
-            raise DataError("give --exp-dir (recipe mode) or --packed (packed-model mode)")
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

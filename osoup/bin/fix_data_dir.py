@@ -14,7 +14,7 @@ import sys
 import configargparse
 
 from osoup.data.validate import fix_data_dir, validate_data_dir
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import DataError, run_command, setup_logging
 
 
 def get_parser() -> configargparse.ArgumentParser:
@@ -30,19 +30,18 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    result = fix_data_dir(args.dir, max_bad_frac=args.max_bad_frac)
+    print(json.dumps(result, sort_keys=True))
+    problems = validate_data_dir(args.dir, need_text=not args.no_text)
+    if problems:
+        raise DataError(f"{args.dir}: still invalid after fixing: " + "; ".join(problems))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        result = fix_data_dir(args.dir, max_bad_frac=args.max_bad_frac)
-        print(json.dumps(result, sort_keys=True))
-        problems = validate_data_dir(args.dir, need_text=not args.no_text)
-        if problems:
-            raise DataError(f"{args.dir}: still invalid after fixing: " + "; ".join(problems))
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

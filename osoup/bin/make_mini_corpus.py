@@ -13,7 +13,7 @@ import sys
 
 import configargparse
 
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import run_command, setup_logging
 
 
 def get_parser() -> configargparse.ArgumentParser:
@@ -29,18 +29,17 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    from osoup.data.mini.corpus import make_mini_corpus
+
+    summary = make_mini_corpus(args.out, args.langs.split(), args.utts_per_lang, args.seed, args.nj)
+    print(json.dumps(summary, indent=1, ensure_ascii=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from osoup.data.mini.corpus import make_mini_corpus
-
-    try:
-        summary = make_mini_corpus(args.out, args.langs.split(), args.utts_per_lang, args.seed, args.nj)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, indent=1, ensure_ascii=False))
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 
 import configargparse
 
-from osoup.fileio import DataError, setup_logging
+from osoup.fileio import run_command, setup_logging
 
 log = logging.getLogger("osoup-results")
 
@@ -36,24 +36,23 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    from osoup.score.report import gather, load_results, write_comparison
+
+    labels = args.labels
+    if labels is not None and len(labels) == 1 and len(args.exps) > 1:
+        labels = labels[0].split()
+    results = [load_results(e) for e in args.exps]
+    methods = gather(results, labels=labels, split=args.split, decode_tag=args.decode_tag)
+    written = write_comparison(methods, args.out, split=args.split)
+    for kind, path in written.items():
+        log.info("wrote %s (%s)", path, kind)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        from osoup.score.report import gather, load_results, write_comparison
-
-        labels = args.labels
-        if labels is not None and len(labels) == 1 and len(args.exps) > 1:
-            labels = labels[0].split()
-        results = [load_results(e) for e in args.exps]
-        methods = gather(results, labels=labels, split=args.split, decode_tag=args.decode_tag)
-        written = write_comparison(methods, args.out, split=args.split)
-        for kind, path in written.items():
-            log.info("wrote %s (%s)", path, kind)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

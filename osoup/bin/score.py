@@ -23,7 +23,7 @@ from pathlib import Path
 
 import configargparse
 
-from osoup.fileio import DataError, atomic_write, setup_logging
+from osoup.fileio import DataError, atomic_write, run_command, setup_logging
 
 log = logging.getLogger("osoup-score")
 
@@ -97,22 +97,21 @@ def _recipe(args) -> dict:
     return res
 
 
+def _run(args) -> None:
+    if args.exp and args.ref:
+        raise DataError("give either --exp (recipe mode) or --ref/--hyp (single-file mode), not both")
+    if args.exp:
+        _recipe(args)
+    elif args.ref or args.hyp:
+        _single(args)
+    else:
+        raise DataError("give --exp (recipe mode) or --ref/--hyp/--metric/--lang (single-file mode)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        if args.exp and args.ref:
-            raise DataError("give either --exp (recipe mode) or --ref/--hyp (single-file mode), not both")
-        if args.exp:
-            _recipe(args)
-        elif args.ref or args.hyp:
-            _single(args)
-        else:
-            raise DataError("give --exp (recipe mode) or --ref/--hyp/--metric/--lang (single-file mode)")
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

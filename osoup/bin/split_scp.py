@@ -15,7 +15,7 @@ from pathlib import Path
 import configargparse
 
 from osoup.data.datadir import read_scp
-from osoup.fileio import DataError, atomic_write, read_text_lines
+from osoup.fileio import DataError, atomic_write, read_text_lines, run_command
 
 
 def contiguous_split(sizes: list[int], n_parts: int) -> list[int]:
@@ -97,14 +97,13 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+def _run(args) -> None:
+    split_scp(args.input, args.outputs, args.utt2spk)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    try:
-        split_scp(args.input, args.outputs, args.utt2spk)
-    except DataError as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":
