@@ -149,6 +149,23 @@ def test_plan_is_deterministic_and_split_by_speaker():
     assert all(re.fullmatch(r"[0-9a-f]{64}", i) for i in ids)
 
 
+def test_plan_respects_length_and_snr_bounds():
+    from osoup.data.mini.corpus import estimate_seconds
+
+    short = plan_language("es", 120, 3, max_speech_sec=2.2, snr=(20.0, 25.0))
+    default = plan_language("es", 120, 3)
+    for u in short:
+        assert 0.8 <= estimate_seconds(u.sentence, "es", u.speaker.rate) <= 2.2
+        assert 20.0 <= u.params.snr_db <= 25.0
+    longest = max(estimate_seconds(u.sentence, "es", u.speaker.rate) for u in default)
+    assert longest > 2.2  # the bound is what made the difference
+    assert min(u.params.snr_db for u in default) < 20.0
+    with pytest.raises(DataError, match="max-speech-sec"):
+        plan_language("es", 10, 3, max_speech_sec=0.5)
+    with pytest.raises(DataError, match="snr"):
+        plan_language("es", 10, 3, snr=(30.0, 10.0))
+
+
 # --------------------------------------------------------------------------------------------
 # Signal processing and synthesis
 

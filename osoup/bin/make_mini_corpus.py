@@ -25,6 +25,10 @@ def get_parser() -> configargparse.ArgumentParser:
     p.add_argument("--utts-per-lang", type=int, default=600, help="clips per language, all splits together")
     p.add_argument("--seed", type=int, default=0, help="seed of texts, speakers, splits and noise")
     p.add_argument("--nj", type=int, default=2, help="synthesis worker processes")
+    p.add_argument("--max-speech-sec", type=float, default=4.6,
+                   help="longest planned sentence, in estimated seconds of speech (shorter: cheaper training)")
+    p.add_argument("--snr", type=float, nargs=2, default=[10.0, 30.0], metavar=("LOW", "HIGH"),
+                   help="noise SNR range in dB, drawn uniformly per clip")
     p.add_argument("--verbose", type=int, default=1, help="0 warnings, 1 info, 2 debug")
     return p
 
@@ -32,7 +36,8 @@ def get_parser() -> configargparse.ArgumentParser:
 def _run(args) -> None:
     from osoup.data.mini.corpus import make_mini_corpus
 
-    summary = make_mini_corpus(args.out, args.langs.split(), args.utts_per_lang, args.seed, args.nj)
+    summary = make_mini_corpus(args.out, args.langs.split(), args.utts_per_lang, args.seed, args.nj,
+                               max_speech_sec=args.max_speech_sec, snr=tuple(args.snr))
     print(json.dumps(summary, indent=1, ensure_ascii=False))
 
 

@@ -43,7 +43,9 @@ MIN_SEC, MAX_SEC = 1.0, 6.0
 # Seconds of espeak-ng speech per character of text at rate 175 (measured on 300 sentences per
 # language with the base voices); used to keep planned sentences inside the duration bounds.
 _SEC_PER_CHAR = {"en": 0.0505, "fr": 0.0412, "de": 0.0502, "es": 0.0543, "ca": 0.0518, "zh": 0.2227}
-_EST_RANGE = (0.8, 4.6)
+MIN_SPEECH_SEC = 0.8  # planned sentences are at least this long (estimated)
+DEFAULT_MAX_SPEECH_SEC = 4.6
+DEFAULT_SNR = (10.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,19 @@ def estimate_seconds(text: str, lang: str, rate: int) -> float:
     return len(text) * _SEC_PER_CHAR[lang] * 175.0 / rate
 
 
-def plan_language(lang: str, n: int, seed: int) -> list[Utt]:
-    """Deterministic plan of ``n`` clips of ``lang``: speakers, splits, unique sentences."""
+def plan_language(lang: str, n: int, seed: int, max_speech_sec: float = DEFAULT_MAX_SPEECH_SEC,
+                  snr: tuple[float, float] = DEFAULT_SNR) -> list[Utt]:
+    """Deterministic plan of ``n`` clips of ``lang``: speakers, splits, unique sentences.
+
+    Sentences are drawn until their estimated speech lasts between MIN_SPEECH_SEC and
+    ``max_speech_sec``; each clip gets noise at an SNR drawn uniformly from ``snr`` (dB).
+    """
     if n < 3:
         raise DataError(f"--utts-per-lang must be at least 3 (one per split), got {n}")
+    if not MIN_SPEECH_SEC + 0.4 <= max_speech_sec <= MAX_SEC - 0.5:
+        raise DataError(f"--max-speech-sec must be in [{MIN_SPEECH_SEC + 0.4}, {MAX_SEC - 0.5}], got {max_speech_sec}")
+    if not (len(snr) == 2 and snr[0] <= snr[1]):
+        raise DataError(f"--snr needs two values LOW HIGH with LOW <= HIGH, got {snr}")
     rng = random.Random(f"plan-{seed}-{lang}")
     n_spk = min(48, max(3, math.ceil(n / 12)))
     speakers = make_speakers(lang, n_spk, seed)
@@ -102,10 +113,10 @@ def plan_language(lang: str, n: int, seed: int) -> list[Utt]:
             frame = sample_frame(frame_rng)
             sentence = render(frame, lang)
             est = estimate_seconds(sentence, lang, spk.rate)
-            if sentence not in seen and _EST_RANGE[0] <= est <= _EST_RANGE[1]:
+            if sentence not in seen and MIN_SPEECH_SEC <= est <= max_speech_sec:
                 break
         else:  # pragma: no cover - the grammar has far more sentences than any sensible n
-            raise DataError(f"{lang}: could not find {n} distinct sentences of 1-6 s")
+            raise DataError(f"{lang}: could not find {n} distinct sentences of {MIN_SPEECH_SEC}-{max_speech_sec} s")
         seen.add(sentence)
         if split == "train" and rng.random() < 0.05:
             split = "train_covost"
@@ -113,7 +124,7 @@ def plan_language(lang: str, n: int, seed: int) -> list[Utt]:
         utts.append(Utt(lang=lang, clip=f"common_voice_{cv}_{clip_ids[i]}.mp3", frame=frame,
                         sentence=sentence, translation=render(frame, translation_lang),
                         speaker=spk, split=split, up_votes=rng.randint(2, 6),
-                        down_votes=rng.choice([0, 0, 0, 1]), params=draw_clip_params(rng)))
+                        down_votes=rng.choice([0, 0, 0, 1]), params=draw_clip_params(rng, snr)))
     return utts
 
 
@@ -130,8 +141,9 @@ def _write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
             f.write("\t".join(_check_field(str(v), f"{path}: {row[0]}") for v in row) + "\n")
 
 
-def _params(langs: list[str], utts_per_lang: int, seed: int) -> dict:
-    return {"format": FORMAT_VERSION, "langs": list(langs), "utts_per_lang": int(utts_per_lang), "seed": int(seed)}
+def _params(langs: list[str], utts_per_lang: int, seed: int, max_speech_sec: float, snr: tuple[float, float]) -> dict:
+    return {"format": FORMAT_VERSION, "langs": list(langs), "utts_per_lang": int(utts_per_lang), "seed": int(seed),
+            "max_speech_sec": float(max_speech_sec), "snr": [float(snr[0]), float(snr[1])]}
 
 
 def _read_json(path: Path) -> dict | None:
@@ -201,7 +213,8 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def make_mini_corpus(out_dir: str | Path, langs: list[str] | tuple[str, ...] = LANGS, utts_per_lang: int = 600,
-                     seed: int = 0, nj: int = 2) -> dict:
+                     seed: int = 0, nj: int = 2, max_speech_sec: float = DEFAULT_MAX_SPEECH_SEC,
+                     snr: tuple[float, float] = DEFAULT_SNR) -> dict:
     """Create (or complete) the mini corpus under ``out_dir``; returns its summary.
 
     The summary holds the parameters, per-language clip counts, split counts and hours, and
@@ -219,7 +232,7 @@ def make_mini_corpus(out_dir: str | Path, langs: list[str] | tuple[str, ...] = L
     if nj < 1:
         raise DataError(f"--nj must be >= 1, got {nj}")
     out = Path(out_dir)
-    params = _params(langs, utts_per_lang, seed)
+    params = _params(langs, utts_per_lang, seed, max_speech_sec, snr)
     done_file, progress_file = out / ".done", out / ".in_progress"
     done = _read_json(done_file)
     if done is not None and done.get("params") == params:
@@ -241,7 +254,7 @@ def make_mini_corpus(out_dir: str | Path, langs: list[str] | tuple[str, ...] = L
             log.info("%s: removed %d clips of an earlier run with other parameters", out, n)
         atomic_write_text(progress_file, json.dumps(params) + "\n")
     t0 = time.time()
-    plans = {lang: plan_language(lang, utts_per_lang, seed) for lang in langs}
+    plans = {lang: plan_language(lang, utts_per_lang, seed, max_speech_sec, snr) for lang in langs}
     jobs, reused = [], 0
     for lang, utts in plans.items():
         clips = out / CV_DIR[lang] / "clips"

@@ -263,10 +263,11 @@ class ClipParams:
     noise_seed: int
 
 
-def draw_clip_params(rng: random.Random) -> ClipParams:
-    """Silence padding 0.05-0.35 s each side, SNR 10-30 dB, white to brown-ish noise, peak -12..-1 dBFS."""
+def draw_clip_params(rng: random.Random, snr: tuple[float, float] = (10.0, 30.0)) -> ClipParams:
+    """Silence padding 0.05-0.35 s each side, SNR uniform in ``snr`` dB, white to brown-ish
+    noise, peak -12..-1 dBFS."""
     return ClipParams(lead_s=rng.uniform(0.05, 0.35), trail_s=rng.uniform(0.05, 0.35),
-                      snr_db=rng.uniform(10.0, 30.0), noise_colour=rng.choice([0.0, 0.5, 0.9, 0.97]),
+                      snr_db=rng.uniform(*snr), noise_colour=rng.choice([0.0, 0.5, 0.9, 0.97]),
                       peak_db=rng.uniform(-12.0, -1.0), noise_seed=rng.getrandbits(63))
 
 
