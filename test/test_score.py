@@ -151,8 +151,14 @@ def test_score_exp_writes_results(tmp_path, capsys):
     assert ave["asr"]["value"] == pytest.approx((100 * 4 / 9 + 100 * 2 / 7 + 100 / 6) / 3)
     assert ave["st"]["value"] == pytest.approx(100.0)
     md = (exp / "RESULTS.md").read_text(encoding="utf-8")
-    assert "| fr | 3 | 9 | 4 | 1 | 3 | 0 | 44.44 (WER) |" in md
-    assert "| zh | 2 | 7 chars | 2 | 1 | 0 | 1 | 28.57 (CER) |" in md
+    # CER of a word-scored language: the same normalised texts, whitespace removed.
+    refs = ["bonjour le monde", "c'est la vie", "un deux trois"]
+    hyps = ["bonjour le monde", "c'est la vue", ""]
+    assert fr["cer"] == pytest.approx(cer(refs, hyps)["cer"])
+    assert fr["cer"] == pytest.approx(100 * (1 + len("undeuxtrois")) / len("bonjourlemondec'estlavieundeuxtrois"))
+    assert zh["cer"] == zh["value"]
+    assert f"| fr | 3 | 9 | 4 | 1 | 3 | 0 | 44.44 (WER) | {fr['cer']:.2f} |" in md
+    assert "| zh | 2 | 7 chars | 2 | 1 | 0 | 1 | 28.57 (CER) | 28.57 |" in md
     assert f"**{ave['asr']['value']:.2f}**" in md
     assert "| fr→en | 3 | 100.00 |" in md
     assert "BLEU signature: `nrefs:1|" in md and "beam: 10" in md
@@ -183,8 +189,10 @@ def test_score_cli_errors_and_single_mode(tmp_path, capsys):
 
 
 def _results_json(path: Path, label: str, seed: int, asr: dict, st: dict) -> Path:
+    # the CER of a word-scored language is made up as half its WER
     sets = [{"set": f"test_{k}", "split": "test", "lang": k, "task": "asr",
-             "metric": "cer" if k == "zh" else "wer", "value": v} for k, v in asr.items()]
+             "metric": "cer" if k == "zh" else "wer", "value": v, "cer": v if k == "zh" else v / 2}
+            for k, v in asr.items()]
     sets += [{"set": f"test_{k}", "split": "test", "lang": k, "task": "st", "metric": "bleu", "value": v}
              for k, v in st.items()]
     path.mkdir(parents=True, exist_ok=True)
@@ -207,10 +215,14 @@ def test_results_tables_and_plots(tmp_path):
     # vm averages per replica: 22.0 and 21.5 -> 21.75 ± 0.35; vs: 25.0
     assert f"| Ave. | **25.0** | **21.8 ± {statistics.stdev([22.0, 21.5]):.1f}** |" in md
     assert "| Fr→En | 10.0 | 13.5 ± 0.7 |" in md
+    cer_table = md[md.index("## ASR CER (%)"):md.index("## S2TT")]
+    assert f"| En | 15.0 | 12.5 ± {sd_en / 2:.1f} |" in cer_table
+    assert f"| Ave. | **12.5** | **10.9 ± {statistics.stdev([11.0, 10.75]):.1f}** |" in cer_table
     summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
     vm = summary["methods"][1]
     assert vm["label"] == "vm" and vm["seeds"] == [1, 2]
     assert vm["asr_ave"]["mean"] == pytest.approx(21.75)
+    assert vm["asr_cer"]["en"]["values"] == [13.0, 12.0]
     for name in ("radar.png", "tradeoff.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

@@ -118,6 +118,8 @@ def score_texts(
             out = metrics.bleu_details(r, h)
         else:
             out = (metrics.cer if metric == "cer" else metrics.wer)(r, h, ids=keep)
+            if metric == "wer":  # the character error rate too, for every language
+                out["cer"] = metrics.cer(r, h, ids=keep)["cer"]
     except ValueError as e:
         raise DataError(f"{ref_name}: {e}") from None
     out.update({"metric": metric, "value": out[metric], "lang": lang,
@@ -240,16 +242,18 @@ def format_exp_markdown(results: dict) -> str:
             st = [e for e in dec["sets"] if e["split"] == split and e["task"] == "st"]
             if asr:
                 lines += [f"### {split}: ASR", "",
-                          "| lang | #utt | #words | err | sub | del | ins | WER/CER (%) |",
-                          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                          "| lang | #utt | #words | err | sub | del | ins | WER/CER (%) | CER (%) |",
+                          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
                 for e in asr:
                     units = e.get("ref_words", e.get("ref_chars"))
                     unit = "chars" if e["metric"] == "cer" else ""
                     lines.append(f"| {e['lang']} | {e['n_utts']} | {units}{' ' + unit if unit else ''} | "
                                  f"{e['errors']} | {e['sub']} | {e['del']} | {e['ins']} | "
-                                 f"{e['value']:.2f} ({e['metric'].upper()}) |")
+                                 f"{e['value']:.2f} ({e['metric'].upper()}) | {e['cer']:.2f} |")
                 ave = dec["averages"][split]["asr"]["value"]
-                lines += [f"| **Ave.** | {sum(e['n_utts'] for e in asr)} | | | | | | **{ave:.2f}** |", ""]
+                ave_cer = statistics.fmean(e["cer"] for e in asr)
+                lines += [f"| **Ave.** | {sum(e['n_utts'] for e in asr)} | | | | | | **{ave:.2f}** | "
+                          f"**{ave_cer:.2f}** |", ""]
             if st:
                 lines += [f"### {split}: S2TT", "", "| lang→en | #utt | BLEU |", "|---|---:|---:|"]
                 for e in st:
@@ -265,7 +269,8 @@ def format_exp_markdown(results: dict) -> str:
                   for e in dec["sets"] if e["empty_refs"]]
         if notes:
             lines += ["Warnings:", ""] + notes + [""]
-        lines += ["WER/CER: corpus level (total errors / total reference words or characters). "
+        lines += ["WER/CER: corpus level (total errors / total reference words or characters); the "
+                  "CER column scores every language by character (whitespace removed). "
                   "Ave.: unweighted mean over languages.", ""]
     return "\n".join(lines)
 
@@ -295,8 +300,10 @@ class Method:
     seeds: list = field(default_factory=list)
     asr: dict[str, list[float]] = field(default_factory=dict)  # lang -> value per replica
     asr_metric: dict[str, str] = field(default_factory=dict)
+    asr_cer: dict[str, list[float]] = field(default_factory=dict)  # character error rate, every language
     st: dict[str, list[float]] = field(default_factory=dict)
     asr_ave: list[float] = field(default_factory=list)  # per replica
+    asr_cer_ave: list[float] = field(default_factory=list)
     st_ave: list[float] = field(default_factory=list)
 
 
@@ -370,10 +377,14 @@ def gather(
         for lang, e in asr.items():
             m.asr.setdefault(lang, []).append(e["value"])
             m.asr_metric[lang] = e["metric"]
+            if "cer" in e:
+                m.asr_cer.setdefault(lang, []).append(e["cer"])
         for lang, e in st.items():
             m.st.setdefault(lang, []).append(e["value"])
         if asr:
             m.asr_ave.append(statistics.fmean(e["value"] for e in asr.values()))
+            if all("cer" in e for e in asr.values()):
+                m.asr_cer_ave.append(statistics.fmean(e["cer"] for e in asr.values()))
         if st:
             m.st_ave.append(statistics.fmean(e["value"] for e in st.values()))
     return list(methods.values())
@@ -390,32 +401,40 @@ def comparison_markdown(methods: list[Method], split: str = "test") -> str:
     header = "| Lang | " + " | ".join(m.label for m in methods) + " |"
     rule = "|---|" + "---:|" * len(methods)
     partial = False
-    for task in TASKS:
-        langs = sorted({lang for m in methods for lang in getattr(m, task)}, key=lang_sort_key)
+    # (values attribute, averages attribute, task): WER/CER as scored, CER of every language
+    # (only when some language is scored by word), BLEU.
+    tables = [("asr", "asr_ave", "asr")]
+    if any(metric == "wer" for m in methods for metric in m.asr_metric.values()):
+        tables.append(("asr_cer", "asr_cer_ave", "asr"))
+    tables.append(("st", "st_ave", "st"))
+    for attr, ave_attr, task in tables:
+        langs = sorted({lang for m in methods for lang in getattr(m, attr)}, key=lang_sort_key)
         if not langs:
             continue
-        if task == "asr":
+        if attr == "asr":
             metrics_used = sorted({m.asr_metric[lang].upper() for m in methods for lang in m.asr})
             lines += [f"## ASR {'/'.join(metrics_used)} (%), lower is better", "", header, rule]
+        elif attr == "asr_cer":
+            lines += ["## ASR CER (%), every language by character, lower is better", "", header, rule]
         else:
             lines += ["## S2TT BLEU, higher is better", "",
                       header.replace("| Lang |", "| Lang→En |", 1), rule]
         for lang in langs:
             name = lang.capitalize()
-            if task == "asr" and lang in CER_LANGS:
+            if attr == "asr" and lang in CER_LANGS:
                 name += " (CER)"
             if task == "st":
                 name += "→En"
-            cells = [_cell(getattr(m, task)[lang]) if lang in getattr(m, task) else "–" for m in methods]
+            cells = [_cell(getattr(m, attr)[lang]) if lang in getattr(m, attr) else "–" for m in methods]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         aves = []
         for m in methods:
-            per = getattr(m, f"{task}_ave")
+            per = getattr(m, ave_attr)
             if not per:
                 aves.append("–")
                 continue
             mark = ""
-            if set(getattr(m, task)) != set(langs):
+            if set(getattr(m, attr)) != set(langs):
                 mark, partial = " †", True
             aves.append(f"**{_cell(per)}**{mark}")
         lines += ["| Ave. | " + " | ".join(aves) + " |", ""]
@@ -536,8 +555,8 @@ def write_comparison(methods: list[Method], out_dir: str | Path, split: str = "t
     written["md"] = out_dir / "RESULTS.md"
     summary = {"split": split, "methods": []}
     for m in methods:
-        entry = {"label": m.label, "exps": m.exps, "seeds": m.seeds, "asr": {}, "st": {}}
-        for task in TASKS:
+        entry = {"label": m.label, "exps": m.exps, "seeds": m.seeds, "asr": {}, "asr_cer": {}, "st": {}}
+        for task in (*TASKS, "asr_cer"):
             for lang, vals in getattr(m, task).items():
                 mean, std = mean_std(vals)
                 entry[task][lang] = {"mean": mean, "std": std, "values": vals}
