@@ -13,7 +13,7 @@ from osoup.bin import results as results_cli
 from osoup.bin import score as score_cli
 from osoup.fileio import DataError
 from osoup.score.metrics import bleu, bleu_details, cer, wer
-from osoup.score.report import gather, load_results, score_texts
+from osoup.score.report import gather, load_results, radar_plot, score_texts
 
 # ---------------------------------------------------------------------------- metrics
 
@@ -226,6 +226,26 @@ def test_results_tables_and_plots(tmp_path):
     for name in ("radar.png", "tradeoff.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_radar_polygons_and_bars(tmp_path, monkeypatch):
+    """Three or more languages: a polar panel; fewer: grouped bars (a polygon needs 3 axes)."""
+    a = load_results(_results_json(tmp_path / "a", "a", 1, {"en": 30.0, "fr": 20.0, "de": 25.0}, {"fr": 10.0}))
+    b = load_results(_results_json(tmp_path / "b", "b", 1, {"en": 26.0, "fr": 18.0, "de": 21.0}, {"fr": 13.0}))
+    methods = gather([a, b])
+    import matplotlib.figure
+
+    made = []
+    orig = matplotlib.figure.Figure.add_subplot
+
+    def spy(self, *args, **kw):
+        ax = orig(self, *args, **kw)
+        made.append(ax.name)
+        return ax
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "add_subplot", spy)
+    assert radar_plot(methods, tmp_path / "r.png").stat().st_size > 5000
+    assert made == ["polar", "rectilinear"]  # ASR: 3 languages; S2TT: 1
 
 
 def test_results_grouping_errors(tmp_path):

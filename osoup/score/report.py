@@ -469,7 +469,8 @@ def _pyplot():
 
 def radar_plot(methods: list[Method], path: str | Path) -> Path | None:
     """Fig. 1 shape: one polar panel per task (ASR, S2TT), one axis per language, one polygon
-    per method. ASR shows 100 − WER/CER so that, as for BLEU, outward is better."""
+    per method. ASR shows 100 − WER/CER so that, as for BLEU, outward is better. A task with
+    fewer than three languages gets grouped bars instead."""
     panels = []
     for task in TASKS:
         langs = sorted({lang for m in methods for lang in getattr(m, task)}, key=lang_sort_key)
@@ -479,9 +480,15 @@ def radar_plot(methods: list[Method], path: str | Path) -> Path | None:
         log.warning("radar plot: no results to plot")
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), subplot_kw={"projection": "polar"},
-                             figsize=(5.5 * len(panels), 5.5), squeeze=False)
-    for ax, (task, langs) in zip(axes[0], panels):
+    fig = plt.figure(figsize=(5.5 * len(panels), 5.5))
+    axes = []
+    for i, (task, langs) in enumerate(panels, 1):
+        # A polygon needs three axes: a panel with one or two languages is a bar chart instead.
+        ax = fig.add_subplot(1, len(panels), i, projection="polar" if len(langs) >= 3 else None)
+        axes.append(ax)
+        if len(langs) < 3:
+            _bar_panel(ax, methods, task, langs)
+            continue
         angles = [2 * math.pi * i / len(langs) for i in range(len(langs))]
         allv = []
         for m in methods:
@@ -506,19 +513,39 @@ def radar_plot(methods: list[Method], path: str | Path) -> Path | None:
             lo, hi = min(allv), max(allv)
             pad = max(1.0, 0.2 * (hi - lo))
             ax.set_ylim(max(0.0, lo - pad), hi + pad)
-    handles, names = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
+    if any(len(langs) >= 3 for _, langs in panels):
+        fig.text(0.5, 1.0, "radial axes do not start at 0", ha="center", fontsize=8, color="gray")
+    fig.subplots_adjust(bottom=0.16)  # room for the legend below the x labels
+    handles, names = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
         for h, n in zip(*ax.get_legend_handles_labels()):
             if n not in names:
                 handles.append(h)
                 names.append(n)
     fig.legend(handles, names, loc="lower center", ncol=min(4, max(1, len(names))),
                bbox_to_anchor=(0.5, -0.02))
-    fig.text(0.5, 1.0, "radial axes do not start at 0", ha="center", fontsize=8, color="gray")
     path = Path(path)
     _save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def _bar_panel(ax, methods: list[Method], task: str, langs: list[str]) -> None:
+    """Grouped bars (mean, with the seed std as an error bar) of one task: the radar panel's
+    stand-in when there are fewer than three languages."""
+    width = 0.8 / max(1, len(methods))
+    for j, m in enumerate(methods):
+        vals = getattr(m, task)
+        xs = [i + (j - (len(methods) - 1) / 2) * width for i, lang in enumerate(langs) if lang in vals]
+        stats = [mean_std(vals[lang]) for lang in langs if lang in vals]
+        ax.bar(xs, [mu for mu, _ in stats], width, yerr=[sd or 0.0 for _, sd in stats], capsize=3, label=m.label)
+    ax.set_xticks(range(len(langs)))
+    if task == "asr":
+        ax.set_xticklabels([lang.capitalize() + (" (CER)" if lang in CER_LANGS else "") for lang in langs])
+        ax.set_title("ASR: WER/CER (%)\nlower is better")
+    else:
+        ax.set_xticklabels([f"{lang.capitalize()}→En" for lang in langs])
+        ax.set_title("S2TT: BLEU\nhigher is better")
 
 
 def tradeoff_plot(methods: list[Method], path: str | Path) -> Path | None:
