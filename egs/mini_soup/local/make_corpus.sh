@@ -15,7 +15,9 @@ snr="10 30"          # noise SNR range (dB)
 . ./path.sh
 # shellcheck disable=SC1091
 . ./db.sh
+# shellcheck disable=SC1091
 . utils/parse_options.sh
 
+# shellcheck disable=SC2086  # $snr is two numbers: LOW HIGH
 osoup-make-mini-corpus --out "$COMMONVOICE" --langs "$langs" --utts-per-lang "$utts_per_lang" \
   --seed "$seed" --nj "$nj" --max-speech-sec "$max_speech_sec" --snr $snr
