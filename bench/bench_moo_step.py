@@ -79,7 +79,8 @@ def _worker(args: argparse.Namespace) -> None:
         kw = dict(levels="asr>st>ssl")
     if method == "vm_sel":
         kw.update(layer_groups=model.encoder.layer_groups(), moo_layers=args.moo_layers,
-                  conflict_interval=1 if args.probe else args.conflict_interval)
+                  conflict_interval=1 if args.probe else args.conflict_interval,
+                  probe_coords=args.probe_coords or None)
     recipe = {"joint": "joint", "modo_vs": "vs", "vm": "vm", "vm_sel": "vm", "pcgrad": "vs", "upgrad": "vs"}.get(method)
     if recipe is not None:
         try:
@@ -140,10 +141,11 @@ def _worker(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- parent side
 def _spawn(args: argparse.Namespace, method: str, probe: bool = False) -> subprocess.Popen:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--method", method, "--device", args.device,
-           "--size", args.size, "--utts", str(args.utts), "--secs", str(args.secs), "--vocab", str(args.vocab),
-           "--warmup", str(args.warmup), "--threads", str(args.threads), "--moo-layers", str(args.moo_layers),
-           "--conflict-interval", str(args.conflict_interval)] + (["--probe"] if probe else [])
+    cmd = ([sys.executable, os.path.abspath(__file__), "--worker", "--method", method, "--device", args.device,
+            "--size", args.size, "--utts", str(args.utts), "--secs", str(args.secs), "--vocab", str(args.vocab),
+            "--warmup", str(args.warmup), "--threads", str(args.threads), "--moo-layers", str(args.moo_layers),
+            "--conflict-interval", str(args.conflict_interval), "--probe-coords", str(args.probe_coords)]
+           + (["--probe"] if probe else []))
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
 
@@ -164,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--moo-layers", type=_moo_layers, default=2)
     ap.add_argument("--conflict-interval", type=int, default=50)
+    ap.add_argument("--probe-coords", type=int, default=0, help="vm_sel: sampled coordinates per group on probes (0: all)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", default=None, help=argparse.SUPPRESS)
@@ -226,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
 
     print(f"device={args.device} size={args.size} M={len(OBJECTIVES)} batch={args.utts}x{args.secs}s/objective "
-          f"repeats={args.repeats} (medians, interleaved) moo_layers={args.moo_layers} conflict_interval={n}")
+          f"repeats={args.repeats} (medians, interleaved) moo_layers={args.moo_layers} conflict_interval={n} "
+          f"probe_coords={args.probe_coords or 'all'}")
     print(f"{'method':10s} {'step s':>8s} {'x time':>7s} {'peak MiB':>9s} {'x mem':>6s}  notes")
     for r in rows:
         if "skipped" in r:

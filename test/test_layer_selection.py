@@ -214,6 +214,54 @@ def test_full_moo_equals_soup_without_groups_and_buffers_are_where_needed():
         assert soup._probe_buf is None  # freed at the end of the probe
 
 
+def test_sampled_probe_scores_on_the_sampled_coordinates():
+    """probe_coords=n: a probe keeps n coordinates per non-MOO group (the same draw in every
+    Soup) and scores those groups by the cosine on exactly those coordinates; n at least a
+    group's size is the exact probe."""
+    net = Deep(5)
+    n = 6
+    soup = make_soup("vs", net.shared, net.heads, OBJ, None, layer_groups=net.groups, moo_layers=1,
+                     conflict_interval=2, probe_coords=n)
+    twin = make_soup("vs", net.shared, net.heads, OBJ, None, layer_groups=net.groups, moo_layers=1,
+                     conflict_interval=2, probe_coords=n)
+    assert all(torch.equal(a, b) for a, b in zip(soup._probe_idx, twin._probe_idx))
+    exact = make_soup("vs", net.shared, net.heads, OBJ, None, layer_groups=net.groups, moo_layers=1,
+                      conflict_interval=2, probe_coords=10_000)
+    # each group's sample: n distinct positions of the group's flattened parameters
+    picks = {}
+    for g, layer in zip(GROUPS, net.layers):
+        pos, off = [], 0
+        for p in layer.parameters():
+            j = next(i for i, q in enumerate(net.shared) if q is p)
+            pos.append(soup._probe_idx[j] + off)
+            off += p.numel()
+        picks[g] = torch.cat(pos)
+        assert picks[g].numel() == n == picks[g].unique().numel() and int(picks[g].max()) < off
+    for step in range(3):
+        gs = net.grads()
+        for s in (soup, exact):
+            s.zero_grad()
+            net.feed(s)
+        if step % 2 == 0:
+            rest = [g for g in GROUPS if g not in soup.selected_layers]
+            assert soup._probe_buf.shape == (4, n * len(rest))
+        stats, stats_exact = soup.step(0.0), exact.step(0.0)
+        net.sgd()
+        if step % 2:
+            continue
+        for g in GROUPS:
+            if g in rest:
+                sampled = {(k, h): {g: gs[k, h][g][picks[g]]} for k in OBJ for h in (0, 1)}
+                ref = conflict(sampled, OBJ, g)
+            else:  # MOO layer: scored on its full per-objective gradients
+                ref = conflict(gs, OBJ, g)
+            torch.testing.assert_close(stats[f"conflict/{g}"], ref, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(stats_exact[f"conflict/{g}"], conflict(gs, OBJ, g), atol=1e-6, rtol=1e-5)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="probe_coords"):
+            make_soup("vs", net.shared, net.heads, OBJ, None, layer_groups=net.groups, moo_layers=1, probe_coords=bad)
+
+
 def test_selection_state_dict_and_errors():
     net = Deep(5)
     kw = dict(modo={"gamma": 0.4}, layer_groups=net.groups, moo_layers=2, conflict_interval=4)

@@ -91,6 +91,12 @@ class Soup:
             each Gramian-using level) and selects the most negative. Before the first probe
             nothing is selected: step 0 trains every layer with λ⁰, and λ's first update is at
             step 1. Reading the scores back to choose the groups is the probe's one host sync.
+        probe_coords: ``None``: a probe keeps every coordinate of the other layers'
+            per-objective gradients (R × |θ_rest| floats). An int n: it keeps n coordinates per
+            layer group, drawn uniformly without replacement once at construction (a fixed
+            seed, so every rank draws the same), and the cosines of those groups are computed
+            on them (R × n floats per group). The scores only rank the groups, so a sample
+            estimates them well enough at a fraction of the probe's memory.
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class Soup:
         layer_groups: Mapping[str, Sequence[Parameter]] | None = None,
         moo_layers: int | float | None = None,
         conflict_interval: int = 50,
+        probe_coords: int | None = None,
     ) -> None:
         self._shared = list(shared_params)
         if not self._shared:
@@ -158,6 +165,7 @@ class Soup:
         self._pair_mask = mask.to(self._device)
 
         self._setup_groups(layer_groups, moo_layers, conflict_interval)
+        self._setup_probe_sample(probe_coords)
         self._head_buf: list[list[Tensor]] | None = None
         if self._rows and gram_params == "all":
             sizes = [sum(p.numel() for p in self._heads[m]) for m in self._rows]
@@ -270,6 +278,29 @@ class Soup:
         self._selected = [] if self._selection_on else list(range(n))
         self._scores: Tensor | None = None
 
+    def _setup_probe_sample(self, n: int | None) -> None:
+        """Per shared parameter, the flat indices a probe keeps (None: every coordinate)."""
+        self._probe_idx: list[Tensor] | None = None
+        if n is None:
+            return
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"Soup: probe_coords must be a positive integer or None, got {n!r}")
+        gen = torch.Generator().manual_seed(0x5EED)
+        idx: list[Tensor | None] = [None] * len(self._shared)
+        for params in self._group_params:
+            sizes = [self._numels[j] for j in params]
+            total = sum(sizes)
+            pick = torch.randperm(total, generator=gen)[:n].sort().values if n < total else torch.arange(total)
+            off = 0
+            for j, size in zip(params, sizes):
+                inside = pick[(pick >= off) & (pick < off + size)] - off
+                idx[j] = inside.to(self._device)
+                off += size
+        self._probe_idx = idx  # type: ignore[assignment]
+
+    def _probe_size(self, j: int) -> int:
+        return self._numels[j] if self._probe_idx is None else self._probe_idx[j].numel()
+
     @staticmethod
     def _split(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
         views, off = [], 0
@@ -287,17 +318,18 @@ class Soup:
         self._rest_groups = rest
         self._sel_groups = sel
 
-        def bounds(groups: list[int]) -> list[tuple[int, int]]:
+        def bounds(groups: list[int], size_of: Callable[[int], int]) -> list[tuple[int, int]]:
             out, off = [], 0
             for g in groups:
-                size = sum(self._numels[j] for j in self._group_params[g])
+                size = sum(size_of(j) for j in self._group_params[g])
                 out.append((off, off + size))
                 off += size
             return out
 
-        self._sel_bounds, self._rest_bounds = bounds(sel), bounds(rest)
+        self._sel_bounds = bounds(sel, self._numels.__getitem__)
+        self._rest_bounds = bounds(rest, self._probe_size)  # in the probe buffer
         self._dim_sel = sum(self._numels[j] for j in self._sel_idx)
-        self._dim_rest = self._dim - self._dim_sel
+        self._dim_probe = self._rest_bounds[-1][1] if rest else 0
         self._buf = None  # free the old buffer before allocating the new one
         self._views: list[list[list[Tensor]]] = []
         r = len(self._rows)
@@ -475,11 +507,17 @@ class Soup:
         torch._foreach_add_(targets, torch._foreach_mul(gs, scale))
 
     def _probe_write(self, r: int, m: int, grads: list[Tensor | None]) -> None:
-        """Keep the sum over both halves of objective m's gradient on the non-MOO layers."""
+        """Keep the sum over both halves of objective m's gradient on the non-MOO layers (or
+        on their sampled coordinates)."""
         if self._probe_buf is None:
-            self._probe_buf = torch.empty(len(self._rows), self._dim_rest, device=self._device, dtype=torch.float32)
-            params = [self._shared[j] for j in self._rest_idx]
-            self._probe_views = [self._split(self._probe_buf[i], params) for i in range(len(self._rows))]
+            self._probe_buf = torch.empty(len(self._rows), self._dim_probe, device=self._device, dtype=torch.float32)
+            sizes = [self._probe_size(j) for j in self._rest_idx]
+            self._probe_views = [list(self._probe_buf[i].split(sizes)) for i in range(len(self._rows))]
+        if self._probe_idx is not None:
+            grads = [None if g is None else g.reshape(-1).index_select(0, self._probe_idx[j])
+                     for j, g in zip(self._rest_idx, grads)]
+        else:
+            grads = [None if g is None else g.reshape(-1) for g in grads]
         first = self._count[m][0] == 0 and self._count[m][1] == 0
         self._write(self._probe_views[r], grads, first)
 
@@ -729,6 +767,7 @@ def make_soup(
     layer_groups: Mapping[str, Sequence[Parameter]] | None = None,
     moo_layers: int | float | None = None,
     conflict_interval: int = 50,
+    probe_coords: int | None = None,
 ) -> Soup:
     """Build the :class:`Soup` of one recipe (SPEC §2).
 
@@ -742,8 +781,8 @@ def make_soup(
 
     ``weighting`` (see :data:`osoup.moo.registry.WEIGHTINGS`) chooses the method inside every
     multi-objective level of vs/vc/vm, with ``weighting_kwargs`` as its options (for ``modo``
-    they override ``modo``'s). ``layer_groups``/``moo_layers``/``conflict_interval``: layer
-    selection, see :class:`Soup`.
+    they override ``modo``'s). ``layer_groups``/``moo_layers``/``conflict_interval``/
+    ``probe_coords``: layer selection, see :class:`Soup`.
     """
     if recipe not in RECIPES:
         raise ValueError(f"make_soup: unknown recipe {recipe!r}; valid recipes: {', '.join(RECIPES)}")
@@ -820,4 +859,5 @@ def make_soup(
         layer_groups=layer_groups,
         moo_layers=moo_layers,
         conflict_interval=conflict_interval,
+        probe_coords=probe_coords,
     )

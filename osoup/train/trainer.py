@@ -81,6 +81,7 @@ class TrainConfig:
     weighting_opts: dict = field(default_factory=dict)
     moo_layers: float = 0  # layer selection: k layers (>= 1) or a fraction (< 1); 0 = full MOO
     conflict_interval: int = 50  # steps between conflict probes (layer selection)
+    probe_coords: int = 0  # coordinates per layer group a probe scores on; 0 = all
     penalty_init: list = field(default_factory=lambda: [])
     penalty_rate: list = field(default_factory=lambda: [])
     penalty_cap: list = field(default_factory=lambda: [])
@@ -276,6 +277,7 @@ class Trainer:
             layer_groups=self.model.encoder.layer_groups() if c.moo_layers else None,
             moo_layers=(int(c.moo_layers) if c.moo_layers >= 1 else float(c.moo_layers)) if c.moo_layers else None,
             conflict_interval=c.conflict_interval,
+            probe_coords=c.probe_coords or None,
         )
 
     def _make_optimizers(self, phase: Phase):
