@@ -95,8 +95,9 @@ class Soup:
             per-objective gradients (R × |θ_rest| floats). An int n: it keeps n coordinates per
             layer group, drawn uniformly without replacement once at construction (a fixed
             seed, so every rank draws the same), and the cosines of those groups are computed
-            on them (R × n floats per group). The scores only rank the groups, so a sample
-            estimates them well enough at a fraction of the probe's memory.
+            on them (R × n floats per group). This cuts the probe's memory to almost that of
+            an ordinary step, but uniform coordinates estimate heavy-tailed gradients poorly:
+            check the ranking with ``bench/probe_fidelity.py`` before relying on it.
     """
 
     def __init__(
