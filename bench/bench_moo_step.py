@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--moo-layers", type=_moo_layers, default=2)
     ap.add_argument("--conflict-interval", type=int, default=50)
-    ap.add_argument("--probe-coords", type=int, default=0, help="vm_sel: sampled coordinates per group on probes (0: all)")
+    ap.add_argument("--probe-coords", type=int, default=0, help="vm_sel: CountSketch buckets per group on probes (0: every coordinate)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", default=None, help=argparse.SUPPRESS)

@@ -5,9 +5,9 @@
 
 For each of ``--batches`` training batches per objective it takes every objective's gradient,
 scores every layer group by the mean pairwise cosine of the objectives' gradients (the probe's
-score, here over all pairs of objectives), once on every coordinate and once on N coordinates
-per group drawn uniformly without replacement (a fresh draw per batch), and reports the mean
-absolute score error and how often the k most conflicting groups agree with the exact ones.
+score, here over all pairs of objectives), once on every coordinate and once on an N-bucket
+CountSketch per group (what ``--probe-coords N`` keeps), and reports the mean absolute score
+error and how often the k most conflicting groups agree with the exact ones.
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     from osoup.conflict.gradients import (batch_plan, flat_gradients, layer_parameters, load_experiment_model,
                                           load_objective_data, objective_loss)
     from osoup.data.objectives import build_objectives
+    from osoup.moo.soup import count_sketch_into
 
     model, meta = load_experiment_model(args.exp_dir, args.model)
     names = meta["objectives"]
@@ -50,7 +51,6 @@ def main(argv: list[str] | None = None) -> None:
     data = load_objective_data(specs, "train", meta.get("token_dirs", {}), 3000, 8, head_vocab)
     groups = layer_parameters(model)
     plans = {n: batch_plan(len(d.batches), args.batches, args.seed, n) for n, d in data.items()}
-    gen = torch.Generator().manual_seed(args.seed)
     errors: dict[int, list[float]] = {n: [] for n in args.coords}
     agree: dict[int, int] = {n: 0 for n in args.coords}
     model.train()
@@ -63,10 +63,13 @@ def main(argv: list[str] | None = None) -> None:
         top = set(sorted(exact, key=exact.get)[: args.k])
         for n in args.coords:
             est = {}
-            for g in groups:
-                size = per_obj[next(iter(data))][g].numel()
-                idx = torch.randperm(size, generator=gen)[:n]
-                est[g] = mean_pair_cosine([per_obj[o][g][idx] for o in data])
+            for gi, g in enumerate(groups):
+                sketches = []
+                for o in data:
+                    out = torch.zeros(n)
+                    count_sketch_into(out, gi, 0, per_obj[o][g])
+                    sketches.append(out)
+                est[g] = mean_pair_cosine(sketches)
                 errors[n].append(abs(est[g] - exact[g]))
             agree[n] += set(sorted(est, key=est.get)[: args.k]) == top
         print(f"batch {b + 1}: exact scores " + " ".join(f"{g}={v:+.3f}" for g, v in exact.items()), flush=True)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from osoup.moo import make_soup
+from osoup.moo.soup import count_sketch_into
 from test_moo import NoHostSync, modo_ref
 
 OBJ = ["asr_en", "asr_fr", "st_fr", "ssl"]
@@ -214,29 +215,15 @@ def test_full_moo_equals_soup_without_groups_and_buffers_are_where_needed():
         assert soup._probe_buf is None  # freed at the end of the probe
 
 
-def test_sampled_probe_scores_on_the_sampled_coordinates():
-    """probe_coords=n: a probe keeps n coordinates per non-MOO group (the same draw in every
-    Soup) and scores those groups by the cosine on exactly those coordinates; n at least a
-    group's size is the exact probe."""
+def test_sketched_probe_scores_on_the_sketches():
+    """probe_coords=n: a probe keeps an n-bucket CountSketch of each non-MOO group's gradient
+    per objective (both halves added) and scores those groups by the cosine of the sketches;
+    n at least a group's size is the exact probe."""
     net = Deep(5)
     n = 6
-    soup = make_soup("vs", net.shared, net.heads, OBJ, None, layer_groups=net.groups, moo_layers=1,
-                     conflict_interval=2, probe_coords=n)
-    twin = make_soup("vs", net.shared, net.heads, OBJ, None, layer_groups=net.groups, moo_layers=1,
-                     conflict_interval=2, probe_coords=n)
-    assert all(torch.equal(a, b) for a, b in zip(soup._probe_idx, twin._probe_idx))
-    exact = make_soup("vs", net.shared, net.heads, OBJ, None, layer_groups=net.groups, moo_layers=1,
-                      conflict_interval=2, probe_coords=10_000)
-    # each group's sample: n distinct positions of the group's flattened parameters
-    picks = {}
-    for g, layer in zip(GROUPS, net.layers):
-        pos, off = [], 0
-        for p in layer.parameters():
-            j = next(i for i, q in enumerate(net.shared) if q is p)
-            pos.append(soup._probe_idx[j] + off)
-            off += p.numel()
-        picks[g] = torch.cat(pos)
-        assert picks[g].numel() == n == picks[g].unique().numel() and int(picks[g].max()) < off
+    kw = dict(layer_groups=net.groups, moo_layers=1, conflict_interval=2)
+    soup = make_soup("vs", net.shared, net.heads, OBJ, None, probe_coords=n, **kw)
+    exact = make_soup("vs", net.shared, net.heads, OBJ, None, probe_coords=10_000, **kw)
     for step in range(3):
         gs = net.grads()
         for s in (soup, exact):
@@ -249,10 +236,14 @@ def test_sampled_probe_scores_on_the_sampled_coordinates():
         net.sgd()
         if step % 2:
             continue
-        for g in GROUPS:
+        for gi, g in enumerate(GROUPS):
             if g in rest:
-                sampled = {(k, h): {g: gs[k, h][g][picks[g]]} for k in OBJ for h in (0, 1)}
-                ref = conflict(sampled, OBJ, g)
+                sk = {}
+                for k in OBJ:
+                    out = torch.zeros(n)
+                    count_sketch_into(out, gi, 0, gs[k, 0][g] + gs[k, 1][g])
+                    sk[k, 0], sk[k, 1] = {g: out}, {g: torch.zeros(n)}
+                ref = conflict(sk, OBJ, g)
             else:  # MOO layer: scored on its full per-objective gradients
                 ref = conflict(gs, OBJ, g)
             torch.testing.assert_close(stats[f"conflict/{g}"], ref, atol=1e-6, rtol=1e-5)
@@ -260,6 +251,24 @@ def test_sampled_probe_scores_on_the_sampled_coordinates():
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="probe_coords"):
             make_soup("vs", net.shared, net.heads, OBJ, None, layer_groups=net.groups, moo_layers=1, probe_coords=bad)
+
+
+def test_count_sketch_is_linear_and_keeps_inner_products():
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(60_000, generator=g), torch.randn(60_000, generator=g)
+    y = 0.6 * x + 0.8 * y  # cosine 0.6
+    sx, sy, sxy = torch.zeros(4096), torch.zeros(4096), torch.zeros(4096)
+    count_sketch_into(sx, 1, 0, x)
+    count_sketch_into(sy, 1, 0, y)
+    count_sketch_into(sxy, 1, 0, x[:25_000] + y[:25_000])  # pieces at their offsets add up
+    count_sketch_into(sxy, 1, 25_000, x[25_000:] + y[25_000:])
+    torch.testing.assert_close(sxy, sx + sy, atol=1e-4, rtol=1e-5)
+    tol = 4 / 4096 ** 0.5  # four standard errors of a sketched cosine
+    assert abs(float(torch.nn.functional.cosine_similarity(sx, sy, dim=0)) - 0.6) < tol
+    assert abs(float(sx.norm() / x.norm()) - 1) < tol
+    other = torch.zeros(4096)
+    count_sketch_into(other, 2, 0, x)  # another seed (group) hashes differently
+    assert not torch.allclose(other, sx)
 
 
 def test_selection_state_dict_and_errors():

@@ -105,8 +105,8 @@ def get_parser() -> configargparse.ArgumentParser:
                    help="layer selection: the k most conflicting layers (k >= 1) or a fraction (< 1); 0 = all layers")
     g.add_argument("--conflict-interval", type=int, default=50, help="steps between conflict probes (layer selection)")
     g.add_argument("--probe-coords", type=int, default=0,
-                   help="layer selection: a probe scores each layer group on this many sampled coordinates "
-                        "(less probe memory, coarser ranking: see bench/probe_fidelity.py); 0 = every coordinate")
+                   help="layer selection: a probe scores the other layer groups on CountSketches of this many "
+                        "buckets per group (less probe memory; see bench/probe_fidelity.py); 0 = every coordinate")
     g.add_argument("--penalty-init", type=_floats, default=[], help="η init per penalised level (defaults per recipe)")
     g.add_argument("--penalty-rate", type=_floats, default=[], help="η rate per epoch per level (paper: 0.02)")
     g.add_argument("--penalty-cap", type=_floats, default=[], help="η cap per level (paper: 1.5)")

@@ -66,6 +66,20 @@ class Level:
     penalty: PenaltySchedule | None = None
 
 
+_HASH_P = 2_147_483_647  # 2^31 - 1; coordinates times the multipliers stay below 2^62
+
+
+def count_sketch_into(out: Tensor, seed: int, offset: int, flat: Tensor) -> None:
+    """Add the CountSketch of ``flat`` (coordinates ``offset, offset+1, ..`` of a vector) to the
+    buckets ``out``: coordinate i goes to bucket h(i) with sign s(i), two hashes of i and
+    ``seed``, so nothing per coordinate is stored and every process agrees. Sketched inner
+    products are unbiased, with an error of about ‖a‖‖b‖/√len(out)."""
+    i = torch.arange(offset, offset + flat.numel(), device=flat.device, dtype=torch.int64)
+    bucket = ((i * 1_103_515_245 + 12_345 + seed) % _HASH_P) % out.numel()
+    sign = 1.0 - 2.0 * (((i * 48_271 + 11 + 7 * seed) % _HASH_P) % 2).to(flat.dtype)
+    out.index_add_(0, bucket, flat * sign)
+
+
 class Soup:
     """Combine per-objective, double-sampled gradients into one update of the shared parameters.
 
@@ -92,12 +106,12 @@ class Soup:
             nothing is selected: step 0 trains every layer with λ⁰, and λ's first update is at
             step 1. Reading the scores back to choose the groups is the probe's one host sync.
         probe_coords: ``None``: a probe keeps every coordinate of the other layers'
-            per-objective gradients (R × |θ_rest| floats). An int n: it keeps n coordinates per
-            layer group, drawn uniformly without replacement once at construction (a fixed
-            seed, so every rank draws the same), and the cosines of those groups are computed
-            on them (R × n floats per group). This cuts the probe's memory to almost that of
-            an ordinary step, but uniform coordinates estimate heavy-tailed gradients poorly:
-            check the ranking with ``bench/probe_fidelity.py`` before relying on it.
+            per-objective gradients (R × |θ_rest| floats). An int n: it keeps a CountSketch of
+            n buckets per layer group instead (every coordinate i is added, with a hashed sign,
+            to a hashed bucket; the hashes are fixed functions of i, so every rank agrees and
+            nothing per coordinate is stored), and those groups' cosines are computed on the
+            sketches (R × n floats per group). Sketched inner products are unbiased with an
+            error of about ‖a‖‖b‖/√n; a group of at most n coordinates is kept exactly.
     """
 
     def __init__(
@@ -280,27 +294,25 @@ class Soup:
         self._scores: Tensor | None = None
 
     def _setup_probe_sample(self, n: int | None) -> None:
-        """Per shared parameter, the flat indices a probe keeps (None: every coordinate)."""
-        self._probe_idx: list[Tensor] | None = None
-        if n is None:
-            return
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        """Sketch size per layer group (None: every coordinate) and each parameter's offset
+        inside its group."""
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"Soup: probe_coords must be a positive integer or None, got {n!r}")
-        gen = torch.Generator().manual_seed(0x5EED)
-        idx: list[Tensor | None] = [None] * len(self._shared)
-        for params in self._group_params:
-            sizes = [self._numels[j] for j in params]
-            total = sum(sizes)
-            pick = torch.randperm(total, generator=gen)[:n].sort().values if n < total else torch.arange(total)
+        self._probe_n = n
+        self._group_size = [sum(self._numels[j] for j in params) for params in self._group_params]
+        self._offset_in_group = [0] * len(self._shared)
+        self._group_of = [0] * len(self._shared)
+        for g, params in enumerate(self._group_params):
             off = 0
-            for j, size in zip(params, sizes):
-                inside = pick[(pick >= off) & (pick < off + size)] - off
-                idx[j] = inside.to(self._device)
-                off += size
-        self._probe_idx = idx  # type: ignore[assignment]
+            for j in params:
+                self._offset_in_group[j], self._group_of[j] = off, g
+                off += self._numels[j]
 
-    def _probe_size(self, j: int) -> int:
-        return self._numels[j] if self._probe_idx is None else self._probe_idx[j].numel()
+    def _sketched(self, g: int) -> bool:
+        return self._probe_n is not None and self._probe_n < self._group_size[g]
+
+    def _probe_width(self, g: int) -> int:
+        return self._probe_n if self._sketched(g) else self._group_size[g]  # type: ignore[return-value]
 
     @staticmethod
     def _split(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
@@ -328,9 +340,13 @@ class Soup:
             return out
 
         self._sel_bounds = bounds(sel, self._numels.__getitem__)
-        self._rest_bounds = bounds(rest, self._probe_size)  # in the probe buffer
+        self._rest_bounds = []  # of each other group in the probe buffer
+        off = 0
+        for g in rest:
+            self._rest_bounds.append((off, off + self._probe_width(g)))
+            off += self._probe_width(g)
         self._dim_sel = sum(self._numels[j] for j in self._sel_idx)
-        self._dim_probe = self._rest_bounds[-1][1] if rest else 0
+        self._dim_probe = off
         self._buf = None  # free the old buffer before allocating the new one
         self._views: list[list[list[Tensor]]] = []
         r = len(self._rows)
@@ -349,7 +365,6 @@ class Soup:
         self._scales: Tensor | None = None
         self._probe = self._selection_on and self._step_count % self._interval == 0
         self._probe_buf: Tensor | None = None
-        self._probe_views: list[list[Tensor]] = []
 
     # ----------------------------------------------------------------- public API
     @property
@@ -508,19 +523,21 @@ class Soup:
         torch._foreach_add_(targets, torch._foreach_mul(gs, scale))
 
     def _probe_write(self, r: int, m: int, grads: list[Tensor | None]) -> None:
-        """Keep the sum over both halves of objective m's gradient on the non-MOO layers (or
-        on their sampled coordinates)."""
+        """Add objective m's gradient on the non-MOO layers (or its sketch) to its probe row;
+        the rows start at zero, so both halves add up."""
         if self._probe_buf is None:
-            self._probe_buf = torch.empty(len(self._rows), self._dim_probe, device=self._device, dtype=torch.float32)
-            sizes = [self._probe_size(j) for j in self._rest_idx]
-            self._probe_views = [list(self._probe_buf[i].split(sizes)) for i in range(len(self._rows))]
-        if self._probe_idx is not None:
-            grads = [None if g is None else g.reshape(-1).index_select(0, self._probe_idx[j])
-                     for j, g in zip(self._rest_idx, grads)]
-        else:
-            grads = [None if g is None else g.reshape(-1) for g in grads]
-        first = self._count[m][0] == 0 and self._count[m][1] == 0
-        self._write(self._probe_views[r], grads, first)
+            self._probe_buf = torch.zeros(len(self._rows), self._dim_probe, device=self._device, dtype=torch.float32)
+            self._probe_start = {g: a for g, (a, _) in zip(self._rest_groups, self._rest_bounds)}
+        row = self._probe_buf[r]
+        for j, grad in zip(self._rest_idx, grads):
+            if grad is None:
+                continue
+            g, off = self._group_of[j], self._offset_in_group[j]
+            a, flat = self._probe_start[g], grad.reshape(-1).float()
+            if self._sketched(g):
+                count_sketch_into(row[a : a + self._probe_n], g, off, flat)
+            else:
+                row[a + off : a + off + flat.numel()].add_(flat)
 
     @staticmethod
     def _write(views: list[Tensor], grads: Sequence[Tensor | None], first: bool) -> None:
@@ -685,7 +702,7 @@ class Soup:
 
     def _reselect(self) -> None:
         order = torch.argsort(self._scores, stable=True)[: self._k_sel].tolist()  # the probe's host sync
-        self._probe_buf, self._probe_views = None, []
+        self._probe_buf = None
         if sorted(order) != sorted(self._selected):
             self._selected = sorted(order)
             self._layout()
