@@ -1,4 +1,4 @@
-"""How well a sampled probe (``--probe-coords N``) ranks layer groups, on a trained experiment.
+"""How well a sketched probe (``--probe-coords N``) ranks layer groups, on a trained experiment.
 
     tools/venv/bin/python bench/probe_fidelity.py --exp-dir egs/mini_soup/exp/vm_asr-st-ssl \\
         --dump-dir egs/mini_soup/dump --token-dir egs/mini_soup/data/token --coords 1024 4096 16384
