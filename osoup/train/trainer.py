@@ -628,21 +628,17 @@ class Trainer:
             # the one host synchronisation of the step: finiteness and the logged losses together
             flags = torch.cat([finite.float().view(1), per_t.detach()]).tolist()
             per = flags[1:]
-            if flags[0] != 1.0 and scale != 1.0 and all(math.isfinite(v) for v in per) and scale > 1.0:
-                # fp16 overflow of the scaled gradients: lower the scale and retry on the next batch
-                self.loss_scale = scale / 2
-                self._scale_good_steps = 0
-                log.info("fp16 gradient overflow at step %d: loss scale %g -> %g", self.step_in_phase, scale, self.loss_scale)
-                soup.zero_grad()
-                with torch.no_grad():
-                    for b, saved in buffers_before:
-                        b.copy_(saved)
-                self.step_in_phase += 1
-                self._maybe_save(save_latest, step, spe)
-                continue
             if flags[0] != 1.0:
-                self._skip_step(phase, soup, per, heads)
-                with torch.no_grad():
+                if scale > 1.0 and all(math.isfinite(v) for v in per):
+                    # fp16 overflow of the scaled gradients: lower the scale and retry on the next batch
+                    self.loss_scale = scale / 2
+                    self._scale_good_steps = 0
+                    log.info("fp16 gradient overflow at step %d: loss scale %g -> %g", self.step_in_phase, scale,
+                             self.loss_scale)
+                    soup.zero_grad()
+                else:
+                    self._skip_step(phase, soup, per, heads)
+                with torch.no_grad():  # the step is dropped: model buffers (BatchNorm statistics) as before it
                     for b, saved in buffers_before:
                         b.copy_(saved)
                 self.step_in_phase += 1
