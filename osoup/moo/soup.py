@@ -43,13 +43,10 @@ from osoup.moo.schedule import PenaltySchedule
 from osoup.moo.registry import WEIGHTINGS, make_weighting
 from osoup.moo.weighting import MeanWeighting, StaticWeighting, Weighting, entropy
 
-RECIPES = ("vs", "vc", "vm", "joint", "mean", "static", "ssl")
-GRAM_PARAMS = ("shared", "all")
+from osoup.moo.methods import METHODS, VC_PENALTY, VM_PENALTY_FIRST, VM_PENALTY_REST
 
-# Paper defaults (SPEC §2): vc/joint η; vm η_1 and η_2 (η_3... like η_2).
-VC_PENALTY = PenaltySchedule(0.0, 0.02, 1.5)
-VM_PENALTY_FIRST = PenaltySchedule(0.1, 0.02, 1.5)
-VM_PENALTY_REST = PenaltySchedule(0.0, 0.02, 1.5)
+RECIPES = METHODS  # old name, kept for callers
+GRAM_PARAMS = ("shared", "all")
 
 
 @dataclass

@@ -12,6 +12,9 @@ from osoup.nets.conformer import ConformerEncoder
 from osoup.nets.heads import CTCHead, ctc_loss_sum
 from osoup.nets.specaug import SpecAugment
 
+SSL_OBJECTIVE = "ssl"
+"""The name of the self-supervised objective (its head holds the SSL-only parameters)."""
+
 
 class SoupModel(nn.Module):
     def __init__(
@@ -47,7 +50,7 @@ class SoupModel(nn.Module):
         return [p for p in self.encoder.parameters() if p.requires_grad]
 
     def objective_head_parameters(self, name: str) -> list[nn.Parameter]:
-        if name == "ssl":
+        if name == SSL_OBJECTIVE:
             return [p for p in self.ssl.parameters() if p.requires_grad] if self.ssl is not None else []
         return list(self.heads[name].parameters())
 
