@@ -35,13 +35,26 @@ class _StderrHandler(logging.StreamHandler):
 
 def run_command(body: Callable[[], None]) -> int:
     """Run a command's work: a DataError becomes one ``ERROR: <message>`` line on stderr and
-    exit status 1 (no traceback); success is 0."""
+    exit status 1 (no traceback); success is 0. An OSError (read-only file system, disk full,
+    permission denied) does the same with the path and the system's reason."""
     try:
         body()
     except DataError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"ERROR: {os_error_message(e)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def os_error_message(e: OSError) -> str:
+    """``<path>: <reason>`` (``<path> -> <path2>`` for a rename) from an OSError."""
+    reason = e.strerror or str(e)
+    if e.filename is None:
+        return reason
+    paths = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else f"{e.filename}"
+    return f"{paths}: {reason}"
 
 
 def setup_logging(verbose: int = 1, log_file: str | Path | None = None) -> None:
@@ -70,9 +83,11 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[TextIO]:
             yield f
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and (e.filename is None or e.filename == tmp):
+            raise OSError(e.errno, e.strerror, str(path)) from e  # name the output, not the temp file
         raise
 
 
@@ -103,4 +118,23 @@ def read_text_lines(path: str | Path) -> list[str]:
             out.append(raw.decode("utf-8").rstrip("\r"))
         except UnicodeDecodeError as e:
             raise DataError(f"{path}:{i}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    return out
+
+
+def read_scp(path: str | Path, allow_empty_value: bool = False) -> dict[str, str]:
+    """Read a ``key value`` file (Kaldi scp/text style) into an ordered dict; duplicate keys and
+    malformed lines raise DataError naming the file and line."""
+    out: dict[str, str] = {}
+    for i, line in enumerate(read_text_lines(path), 1):
+        if not line.strip():
+            raise DataError(f"{path}:{i}: empty line")
+        key, _, value = line.partition(" ")
+        value = value.strip()
+        if not key:
+            raise DataError(f"{path}:{i}: line starts with a space: {line!r}")
+        if not value and not allow_empty_value:
+            raise DataError(f"{path}:{i}: key {key!r} has no value")
+        if key in out:
+            raise DataError(f"{path}:{i}: duplicate key {key!r}")
+        out[key] = value
     return out

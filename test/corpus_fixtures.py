@@ -23,6 +23,14 @@ def write_audio(path: Path, seconds: float, sr: int, fmt: str, seed: int = 0) ->
     sf.write(str(path), x.astype(np.float32), sr, format=fmt)
 
 
+def truncate_file(path: Path, fraction: float = 0.5) -> bytes:
+    """Cut a file to ``fraction`` of its bytes, as ``truncate -s 50%`` does to an interrupted
+    copy (the header still declares the full length); returns the original bytes."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return data
+
+
 def write_tsv(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="\n") as f:

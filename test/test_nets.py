@@ -17,6 +17,13 @@ from osoup.nets.attention import RelPositionMultiHeadAttention, rel_shift, rel_s
 from osoup.nets.conformer import MaskedBatchNorm1d
 from osoup.nets.subsampling import _output_length, output_lengths
 
+# Outputs that must be equal whatever the length, padding or batch composition are compared in
+# float64 (model.double(), float64 inputs): float32 kernels accumulate in shape-dependent orders,
+# so the same value differs by a few ulps (~1e-6) from one CPU to another, while float64
+# round-off stays near 1e-15. 1e-12 is exact in practice and still catches any real leak.
+EXACT = dict(atol=1e-12, rtol=0.0)
+F64 = torch.float64
+
 SMALL = dict(idim=80, d_model=32, n_heads=4, n_blocks=2, ff_mult=2, conv_kernel=7,
              conv_norm="layer", dropout=0.0, subsampling_channels=8)
 
@@ -65,16 +72,16 @@ def test_rel_shift_matches_index_formula():
 def test_rel_attention_matches_direct_formula():
     torch.manual_seed(1)
     d, h, t = 16, 2, 6
-    att = RelPositionMultiHeadAttention(d, h).eval()
-    x = torch.randn(1, t, d)
-    pos = rel_sinusoids(t, d)
+    att = RelPositionMultiHeadAttention(d, h).double().eval()
+    x = torch.randn(1, t, d, dtype=F64)
+    pos = rel_sinusoids(t, d, dtype=F64)
     mask = torch.ones(1, t, t, dtype=torch.bool).tril()  # causal, to check the mask as well
     got = att(x, pos, mask)
     dh = d // h
     q = att.linear_q(x)[0].view(t, h, dh)
     k = att.linear_k(x)[0].view(t, h, dh)
     v = att.linear_v(x)[0].view(t, h, dh)
-    out = torch.zeros(t, h, dh)
+    out = torch.zeros(t, h, dh, dtype=F64)
     for head in range(h):
         for i in range(t):
             scores = []
@@ -87,9 +94,10 @@ def test_rel_attention_matches_direct_formula():
             w = torch.softmax(torch.stack(scores), dim=0)
             out[i, head] = (w[:, None] * v[: i + 1, head]).sum(0)
     want = att.linear_out(out.reshape(t, d))
-    torch.testing.assert_close(got[0], want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[0], want, **EXACT)
     # offset embedding: row j is offset T-1-j
     offs = torch.arange(t - 1, -t, -1).float()
+    pos = rel_sinusoids(t, d)
     torch.testing.assert_close(pos[:, 0], torch.sin(offs))
     torch.testing.assert_close(pos[:, 1], torch.cos(offs))
 
@@ -99,34 +107,34 @@ def test_rel_attention_matches_direct_formula():
 @pytest.mark.parametrize("conv_norm,train", [("layer", False), ("layer", True), ("batch", False)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_padding_does_not_change_valid_outputs(conv_norm, train, causal):
-    enc = small_encoder(conv_norm=conv_norm).train(train)
+    enc = small_encoder(conv_norm=conv_norm).double().train(train)
     torch.manual_seed(2)
-    a = torch.randn(1, 45, 80)
-    b = torch.randn(1, 70, 80)
+    a = torch.randn(1, 45, 80, dtype=F64)
+    b = torch.randn(1, 70, 80, dtype=F64)
     alone = enc(a, torch.tensor([45]), causal=causal)
     batch = torch.cat([F.pad(a, (0, 0, 0, 25), value=7.0), b])
     padded = enc(batch, torch.tensor([45, 70]), causal=causal)
     n = alone.lengths[0].item()
     assert padded.lengths[0].item() == n == 10
-    torch.testing.assert_close(padded.out[0, :n], alone.out[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(padded.frontend[0, :n], alone.frontend[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded.out[0, :n], alone.out[0], **EXACT)
+    torch.testing.assert_close(padded.frontend[0, :n], alone.frontend[0], **EXACT)
 
 
 def test_batchnorm_training_ignores_padding_values():
-    enc = small_encoder(conv_norm="batch").train()
+    enc = small_encoder(conv_norm="batch").double().train()
     torch.manual_seed(3)
-    feats = torch.randn(2, 60, 80)
+    feats = torch.randn(2, 60, 80, dtype=F64)
     lengths = torch.tensor([60, 33])
     other = feats.clone()
-    other[1, 33:] = 100.0 * torch.randn(27, 80)
+    other[1, 33:] = 100.0 * torch.randn(27, 80, dtype=F64)
     e1, e2 = copy.deepcopy(enc), copy.deepcopy(enc)
     o1, o2 = e1(feats, lengths), e2(other, lengths)
     n = o1.lengths[1].item()
-    torch.testing.assert_close(o1.out[0], o2.out[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(o1.out[1, :n], o2.out[1, :n], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(o1.out[0], o2.out[0], **EXACT)
+    torch.testing.assert_close(o1.out[1, :n], o2.out[1, :n], **EXACT)
     for m1, m2 in zip(e1.modules(), e2.modules()):
         if isinstance(m1, MaskedBatchNorm1d):
-            torch.testing.assert_close(m1.running_var, m2.running_var)
+            torch.testing.assert_close(m1.running_var, m2.running_var, **EXACT)
 
 
 def test_masked_batchnorm_matches_torch_batchnorm_on_valid_frames():
@@ -154,9 +162,9 @@ def _perturb_after(feats: torch.Tensor, t0: int) -> torch.Tensor:
 @pytest.mark.parametrize("conv_norm,train", [("layer", False), ("layer", True),
                                              ("batch", False), ("batch", True)])
 def test_causal_mode_never_sees_the_future(conv_norm, train):
-    enc = small_encoder(conv_norm=conv_norm).train(train)
+    enc = small_encoder(conv_norm=conv_norm).double().train(train)
     torch.manual_seed(5)
-    feats = torch.randn(2, 80, 80)
+    feats = torch.randn(2, 80, 80, dtype=F64)
     lengths = torch.tensor([80, 80])
     t0 = 41
     later = _perturb_after(feats, t0)
@@ -165,8 +173,8 @@ def test_causal_mode_never_sees_the_future(conv_norm, train):
     c1, c2 = e1(feats, lengths, causal=True), e2(later, lengths, causal=True)
     past = [u for u in range(c1.out.size(1)) if 4 * u < t0]  # causal frame u reads <= 4u
     assert past == list(range(11))
-    torch.testing.assert_close(c1.out[:, past], c2.out[:, past], atol=1e-6, rtol=0)
-    torch.testing.assert_close(c1.frontend[:, past], c2.frontend[:, past], atol=1e-6, rtol=0)
+    torch.testing.assert_close(c1.out[:, past], c2.out[:, past], **EXACT)
+    torch.testing.assert_close(c1.frontend[:, past], c2.frontend[:, past], **EXACT)
     assert not torch.allclose(c1.out[:, past[-1] + 1:], c2.out[:, past[-1] + 1:], atol=1e-3)
     # The same weights without the causal mask do look ahead: the past frames change.
     e1, e2 = copy.deepcopy(enc), copy.deepcopy(enc)
@@ -175,15 +183,15 @@ def test_causal_mode_never_sees_the_future(conv_norm, train):
 
 
 def test_cpc_context_equals_context_of_truncated_utterance():
-    enc = small_encoder(conv_norm="batch").eval()
+    enc = small_encoder(conv_norm="batch").double().eval()
     torch.manual_seed(6)
-    feats = torch.randn(1, 90, 80)
+    feats = torch.randn(1, 90, 80, dtype=F64)
     full = enc(feats, torch.tensor([90]), causal=True)
     for t_cut in (30, 51, 64):
         cut = enc(feats[:, :t_cut], torch.tensor([t_cut]), causal=True)
         n = cut.out.size(1)
-        torch.testing.assert_close(full.out[:, :n], cut.out, atol=1e-6, rtol=0)
-        torch.testing.assert_close(full.frontend[:, :n], cut.frontend, atol=1e-6, rtol=0)
+        torch.testing.assert_close(full.out[:, :n], cut.out, **EXACT)
+        torch.testing.assert_close(full.frontend[:, :n], cut.frontend, **EXACT)
 
 
 # ----------------------------------------------------------------------------- CTC

@@ -12,8 +12,13 @@ import pytest
 from osoup.bin import results as results_cli
 from osoup.bin import score as score_cli
 from osoup.fileio import DataError
+from osoup.score.comparison import gather
+from osoup.score.langs import lang_label, sort_langs
 from osoup.score.metrics import bleu, bleu_details, cer, wer
-from osoup.score.report import gather, load_results, radar_plot, score_texts
+from osoup.score.plots import radar_plot
+from osoup.score.resultfiles import exp_json, load_results
+from osoup.score.scoring import score_texts
+from osoup.score.tables import comparison_markdown
 
 # ---------------------------------------------------------------------------- metrics
 
@@ -188,10 +193,12 @@ def test_score_cli_errors_and_single_mode(tmp_path, capsys):
 # ---------------------------------------------------------------------------- osoup-results
 
 
-def _results_json(path: Path, label: str, seed: int, asr: dict, st: dict) -> Path:
-    # the CER of a word-scored language is made up as half its WER
+def _results_json(path: Path, label: str, seed: int | None, asr: dict, st: dict, with_cer: bool = True) -> Path:
+    # the CER of a word-scored language is made up as half its WER; files written before the
+    # CER column (with_cer=False) have none
     sets = [{"set": f"test_{k}", "split": "test", "lang": k, "task": "asr",
-             "metric": "cer" if k == "zh" else "wer", "value": v, "cer": v if k == "zh" else v / 2}
+             "metric": "cer" if k == "zh" else "wer", "value": v,
+             **({"cer": v if k == "zh" else v / 2} if with_cer else {})}
             for k, v in asr.items()]
     sets += [{"set": f"test_{k}", "split": "test", "lang": k, "task": "st", "metric": "bleu", "value": v}
              for k, v in st.items()]
@@ -260,3 +267,112 @@ def test_results_grouping_errors(tmp_path):
     assert results_cli.main(["--exps", str(a), str(b), "--labels", "A B", "--out", str(out)]) == 0
     assert (out / "radar.png").stat().st_size > 0 and not (out / "tradeoff.png").exists()
     assert results_cli.main(["--exps", str(tmp_path / "missing"), "--out", str(out)]) == 1
+
+
+COMPARISON_MD = """# Comparison (test sets)
+
+## ASR CER/WER (%), lower is better
+
+| Lang | vs | vm | old |
+|---|---:|---:|---:|
+| En | 30.0 | 25.0 ± 1.4 | 27.0 |
+| Ca | – | – | 17.0 |
+| Zh (CER) | 9.0 | 7.5 ± 0.7 | – |
+| Ave. | **19.5** † | **16.2 ± 1.1** † | **22.0** † |
+
+## ASR CER (%), every language by character, lower is better
+
+| Lang | vs | vm | old |
+|---|---:|---:|---:|
+| En | 15.0 | 13.0 | – |
+| Zh | 9.0 | 8.0 | – |
+| Ave. | **12.0** | **10.5** | – |
+
+## S2TT BLEU, higher is better
+
+| Lang→En | vs | vm | old |
+|---|---:|---:|---:|
+| Fr→En | 10.0 | 13.5 ± 0.7 | – |
+| Ave. | **10.0** | **13.5 ± 0.7** | – |
+
+Ave.: unweighted mean over languages; with seed replicas, mean ± sample std over seeds of each replica's value.
+†: average over fewer languages than the table rows.
+
+Experiments:
+
+- vs (seed 1): `R/vs/results.json`
+- vm (seeds 1, 2): `R/vm_seed1/results.json`, `R/vm_seed2/results.json`
+- old: `R/old/results.json`
+"""
+
+
+def test_comparison_markdown_in_full(tmp_path):
+    """The whole text: paper's languages first, CER-scored rows marked, '–' for absent numbers,
+    † on averages over fewer languages than the rows; results.json files written before the CER
+    column (vm's second seed, old) count in no CER cell or average."""
+    paths = [_results_json(tmp_path / "vs", "vs", 1, {"en": 30.0, "zh": 9.0}, {"fr": 10.0}),
+             _results_json(tmp_path / "vm_seed1", "vm", 1, {"en": 26.0, "zh": 8.0}, {"fr": 13.0}),
+             _results_json(tmp_path / "vm_seed2", "vm", 2, {"zh": 7.0, "en": 24.0}, {"fr": 14.0}, with_cer=False),
+             _results_json(tmp_path / "old", "old", None, {"ca": 17.0, "en": 27.0}, {}, with_cer=False)]
+    methods = gather([load_results(p) for p in paths])
+    assert comparison_markdown(methods).replace(str(tmp_path), "R") == COMPARISON_MD
+    vm = methods[1]
+    assert vm.asr == {"en": [26.0, 24.0], "zh": [8.0, 7.0]} and vm.asr_cer == {"en": [13.0], "zh": [8.0]}
+    assert vm.averages("asr") == [17.0, 15.5] and vm.averages("asr_cer") == [10.5]
+
+
+def test_averages_are_derived_not_read(tmp_path):
+    """A stale stored "Ave." is ignored on reading and recomputed from the entries on writing."""
+    path = _results_json(tmp_path / "a", "a", 1, {"en": 30.0, "fr": 20.0}, {"fr": 10.0})
+    data = json.loads((path / "results.json").read_text(encoding="utf-8"))
+    data["decodes"]["beam10"]["averages"] = {"test": {"asr": {"value": 99.0, "langs": ["en"]}}}
+    (path / "results.json").write_text(json.dumps(data), encoding="utf-8")
+    loaded = load_results(path)
+    assert "averages" not in loaded["decodes"]["beam10"]
+    assert gather([loaded])[0].averages("asr") == [25.0]
+    out = exp_json(data)["decodes"]["beam10"]
+    assert out["averages"] == {"test": {"asr": {"value": 25.0, "langs": ["en", "fr"]},
+                                        "st": {"value": 10.0, "langs": ["fr"]}}}
+    assert list(out) == ["sets", "averages"] and data["decodes"]["beam10"]["averages"]["test"]["asr"]["value"] == 99.0
+
+
+def test_malformed_results_json_names_the_file(tmp_path):
+    path = _results_json(tmp_path / "a", "a", 1, {"en": 30.0}, {})
+    data = json.loads((path / "results.json").read_text(encoding="utf-8"))
+    del data["decodes"]["beam10"]["sets"][0]["metric"]
+    (path / "results.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(DataError, match=r"a/results.json: decode 'beam10': an entry lacks metric"):
+        gather([load_results(path)])
+    data["decodes"]["beam10"] = {}
+    (path / "results.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(DataError, match=r"a/results.json: decode 'beam10' has no 'sets' list"):
+        load_results(path)
+
+
+def test_language_order_and_labels():
+    assert sort_langs(["zh", "it", "en", "ca", "ja", "en"]) == ["en", "ca", "zh", "it", "ja"]
+    assert [lang_label("zh", m) for m in ("asr", "asr_cer", "st")] == ["Zh (CER)", "Zh", "Zh→En"]
+    assert lang_label("fr", "asr") == "Fr" and lang_label("ja", "asr") == "Ja (CER)"
+    assert lang_label("fr", "st", title=False) == "fr→en" and lang_label("zh", "asr", title=False) == "zh"
+
+
+def test_score_package_imports_no_upper_layer():
+    """score/ sits below data/, train/, conflict/ and bin/ (docs/design.md layering); the
+    data-dir reader it needs lives in osoup.fileio and data/ re-exports it."""
+    import ast
+
+    from osoup.data import datadir
+    from osoup.fileio import read_scp
+
+    assert datadir.read_scp is read_scp
+    pkg = Path(__file__).resolve().parents[1] / "osoup" / "score"
+    imported = set()
+    for path in pkg.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+    assert {"osoup.fileio", "osoup.score.langs"} <= imported  # the walk sees the package's imports
+    upper = ("osoup.data", "osoup.train", "osoup.conflict", "osoup.bin", "osoup.nets", "osoup.moo")
+    assert sorted(m for m in imported if m.startswith(upper)) == []

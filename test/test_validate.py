@@ -9,26 +9,35 @@ import pytest
 from osoup.bin import fix_data_dir as fix_cli
 from osoup.bin import validate_data_dir as validate_cli
 from osoup.data.datadir import Utterance, read_data_dir, read_scp, write_data_dir
-from osoup.data.validate import fix_data_dir, validate_data_dir
+from osoup.data.validate import check_data_dir, fix_data_dir, validate_data_dir
 from osoup.fileio import DataError
 
 
-def _utts(n_spk: int = 3, per_spk: int = 4) -> list[Utterance]:
+def _audio(path: Path) -> str:
+    """A non-empty stand-in audio file (the validator checks existence and size, not content)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF")
+    return str(path)
+
+
+def _utts(audio_dir: Path, n_spk: int = 3, per_spk: int = 4) -> list[Utterance]:
     out = []
     for s in range(n_spk):
         spk = f"spk{s}"
         for i in range(per_spk):
             utt = f"{spk}-u{i:02d}"
-            out.append(Utterance(utt, spk, f"/audio/{utt}.wav", f"bonjour {s} {i}", f"hello {s} {i}", 1.0 + i))
+            out.append(Utterance(utt, spk, _audio(audio_dir / f"{utt}.wav"), f"bonjour {s} {i}",
+                                 f"hello {s} {i}", 1.0 + i))
     return out
 
 
 @pytest.fixture
 def good_dir(tmp_path: Path) -> Path:
     d = tmp_path / "train_fr"
-    write_data_dir(d, _utts())
+    utts = _utts(tmp_path / "audio")
+    write_data_dir(d, utts)
     (d / "utt2num_frames").write_text(
-        "".join(f"{u.utt_id} {100 + i}\n" for i, u in enumerate(sorted(_utts(), key=lambda u: u.utt_id))),
+        "".join(f"{u.utt_id} {100 + i}\n" for i, u in enumerate(sorted(utts, key=lambda u: u.utt_id))),
         encoding="utf-8")
     return d
 
@@ -61,9 +70,10 @@ def test_c_locale_order_is_byte_order(tmp_path: Path) -> None:
     d = tmp_path / "d"
     ids = ["s-A", "s-_", "s-a", "s-é"]
     assert ids == sorted(ids, key=lambda s: s.encode("utf-8"))
-    write_data_dir(d, [Utterance(u, "s", "/a.wav", "x") for u in ids])
+    wav = _audio(tmp_path / "a.wav")
+    write_data_dir(d, [Utterance(u, "s", wav, "x") for u in ids])
     assert validate_data_dir(d) == []
-    _write_lines(d / "wav.scp", ["s-A /a.wav", "s-a /a.wav", "s-_ /a.wav", "s-é /a.wav"])
+    _write_lines(d / "wav.scp", [f"s-A {wav}", f"s-a {wav}", f"s-_ {wav}", f"s-é {wav}"])
     assert any("wav.scp" in p and "not sorted" in p for p in validate_data_dir(d))
 
 
@@ -155,6 +165,87 @@ def test_validate_cli_lists_all_problems(good_dir: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert err.startswith(f"ERROR: {good_dir}: 2 problem(s):")
     assert "not sorted" in err and "utt2dur: utterance of utt2spk missing (12 times)" in err
+
+
+# ---------------------------------------------------------------------------- audio files
+
+
+def _wav_path(good_dir: Path, utt: str) -> Path:
+    return Path(read_scp(good_dir / "wav.scp")[utt])
+
+
+def test_missing_and_empty_audio_files(good_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    missing, empty = _wav_path(good_dir, "spk1-u02"), _wav_path(good_dir, "spk2-u00")
+    missing.unlink()
+    empty.write_bytes(b"")
+    problems = validate_data_dir(good_dir)
+    assert problems == [f"{good_dir / 'wav.scp'}: audio file does not exist: 'spk1-u02' {missing}",
+                        f"{good_dir / 'wav.scp'}: audio file is empty (0 bytes): 'spk2-u00' {empty}"]
+    assert validate_cli.main([str(good_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ERROR: {good_dir}: 2 problem(s):") and str(missing) in err and str(empty) in err
+    # Nothing was written by the check; after restoring the audio the dir validates again.
+    assert sorted(p.name for p in good_dir.iterdir()) == [
+        "spk2utt", "text", "text.en", "utt2dur", "utt2num_frames", "utt2spk", "wav.scp"]
+    _audio(missing)
+    _audio(empty)
+    assert validate_data_dir(good_dir) == []
+    assert validate_cli.main([str(good_dir)]) == 0
+    assert capsys.readouterr().err == f"{good_dir}: valid data dir\n"
+
+
+def test_audio_dir_instead_of_file(good_dir: Path) -> None:
+    wav = _wav_path(good_dir, "spk0-u01")
+    wav.unlink()
+    wav.mkdir()
+    assert validate_data_dir(good_dir) == [
+        f"{good_dir / 'wav.scp'}: audio path is not a regular file: 'spk0-u01' {wav}"]
+
+
+def test_commands_and_specifiers_skipped_with_a_note(good_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    lines = _lines(good_dir / "wav.scp")
+    ark = _audio(tmp_path / "audio.ark")
+    # a piped command, two rspecifiers, an offset into an existing ark, an offset into a missing one
+    values = ["sox /nowhere/a.wav -t wav - |", "ark:/nowhere/a.ark", "scp,p:/nowhere/b.scp", f"{ark}:1234",
+              f"{tmp_path}/gone.ark:99"]
+    for i, value in enumerate(values):
+        lines[i] = lines[i].split(" ")[0] + " " + value
+    _write_lines(good_dir / "wav.scp", lines)
+    result = check_data_dir(good_dir)
+    assert result.problems == [f"{good_dir / 'wav.scp'}: audio file does not exist: 'spk1-u00' "
+                               f"{tmp_path}/gone.ark"]
+    assert result.notes == [f"{good_dir / 'wav.scp'}: 3 entries are piped commands ('... |') or ark:/scp: "
+                            f"specifiers; their audio was not checked"]
+    lines[4] = lines[4].split(" ")[0] + f" {ark}:99"
+    _write_lines(good_dir / "wav.scp", lines)
+    assert validate_cli.main([str(good_dir)]) == 0
+    err = capsys.readouterr().err
+    assert f"{good_dir}: valid data dir" in err and "NOTE: " in err and "3 entries are piped commands" in err
+
+
+def test_check_files_modes(good_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture) -> None:
+    import osoup.data.validate as validate_mod
+
+    missing = _wav_path(good_dir, "spk0-u00")
+    missing.unlink()
+    assert validate_data_dir(good_dir, check_files="no") == []
+    assert validate_cli.main([str(good_dir), "--check-files", "no"]) == 0
+    assert len(validate_data_dir(good_dir, check_files="yes")) == 1
+    # Above the size limit "auto" says that it did not check; "yes" still does.
+    monkeypatch.setattr(validate_mod, "CHECK_FILES_MAX_UTTS", 10)
+    result = check_data_dir(good_dir)
+    assert result.problems == []
+    assert result.notes == [f"{good_dir / 'wav.scp'}: 12 entries (more than 10): audio files not checked; "
+                            f"check_files='yes' (--check-files yes) checks them"]
+    assert validate_data_dir(good_dir, check_files="yes") == [
+        f"{good_dir / 'wav.scp'}: audio file does not exist: 'spk0-u00' {missing}"]
+    capsys.readouterr()
+    assert validate_cli.main([str(good_dir), "--check-files", "yes"]) == 1
+    assert str(missing) in capsys.readouterr().err
+    with pytest.raises(DataError, match="check_files must be one of auto, yes, no, got 'maybe'"):
+        validate_data_dir(good_dir, check_files="maybe")
 
 
 # ---------------------------------------------------------------------------- fixing

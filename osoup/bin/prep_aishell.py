@@ -28,7 +28,8 @@ def get_parser() -> configargparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory for the data dirs (e.g. data)")
     p.add_argument("--max-bad-frac", type=float, default=DEFAULT_MAX_BAD_FRAC,
                    help="fail when more than this fraction of a data dir's input is bad")
-    p.add_argument("--nj", type=int, default=DEFAULT_NJ, help="threads probing audio durations")
+    p.add_argument("--nj", type=int, default=DEFAULT_NJ,
+                   help="threads decoding every audio file (its length; whether it is cut short)")
     p.add_argument("--verbose", "-v", type=int, default=1, help="0: warnings, 1: info, 2: debug")
     return p
 

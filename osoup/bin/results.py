@@ -37,7 +37,8 @@ def get_parser() -> configargparse.ArgumentParser:
 
 
 def _run(args) -> None:
-    from osoup.score.report import gather, load_results, write_comparison
+    from osoup.score.comparison import gather
+    from osoup.score.resultfiles import load_results, write_comparison
 
     labels = args.labels
     if labels is not None and len(labels) == 1 and len(args.exps) > 1:

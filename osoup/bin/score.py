@@ -52,8 +52,8 @@ def get_parser() -> configargparse.ArgumentParser:
 
 
 def _single(args) -> dict:
-    from osoup.data.datadir import read_scp
-    from osoup.score.report import default_normalizer, read_hyp_file, score_texts
+    from osoup.fileio import read_scp
+    from osoup.score.scoring import default_normalizer, read_hyp_file, score_texts
 
     for name in ("ref", "hyp", "metric", "lang"):
         if not getattr(args, name):
@@ -82,13 +82,14 @@ def _single(args) -> dict:
 
 
 def _recipe(args) -> dict:
-    from osoup.score.report import score_exp, write_exp_results
+    from osoup.score.resultfiles import write_exp_results
+    from osoup.score.scoring import score_exp, split_averages
 
     res = score_exp(args.exp, args.data, normalize=not args.no_normalize, max_bad_frac=args.max_bad_frac,
                     decode_tags=args.decode_tag, label=args.label, seed=args.seed)
     md, js = write_exp_results(args.exp, res)
     for dtag, dec in res["decodes"].items():
-        for split, tasks in dec["averages"].items():
+        for split, tasks in split_averages(dec["sets"]).items():
             for task, ave in tasks.items():
                 name = "BLEU" if task == "st" else "WER/CER"
                 log.info("decode_%s %s %s: average %s %.2f over %s", dtag, split, task, name,

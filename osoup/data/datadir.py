@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from osoup.fileio import DataError, atomic_write, read_text_lines
+from osoup.fileio import DataError, atomic_write, read_scp
 
 # Files keyed by utterance id; spk2utt is keyed by speaker.
 UTT_FILES = ("wav.scp", "text", "text.en", "utt2spk", "utt2dur", "feats.scp", "utt2num_frames")
@@ -34,25 +34,6 @@ class Utterance:
     text: str
     text_en: str | None = None
     dur: float | None = None
-
-
-def read_scp(path: str | Path, allow_empty_value: bool = False) -> dict[str, str]:
-    """Read a ``key value`` file into an ordered dict; duplicate keys and malformed lines
-    raise DataError naming the file and line."""
-    out: dict[str, str] = {}
-    for i, line in enumerate(read_text_lines(path), 1):
-        if not line.strip():
-            raise DataError(f"{path}:{i}: empty line")
-        key, _, value = line.partition(" ")
-        value = value.strip()
-        if not key:
-            raise DataError(f"{path}:{i}: line starts with a space: {line!r}")
-        if not value and not allow_empty_value:
-            raise DataError(f"{path}:{i}: key {key!r} has no value")
-        if key in out:
-            raise DataError(f"{path}:{i}: duplicate key {key!r}")
-        out[key] = value
-    return out
 
 
 def write_scp(path: str | Path, entries: dict[str, str] | Iterable[tuple[str, str]]) -> None:

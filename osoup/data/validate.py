@@ -4,9 +4,13 @@ Kaldi's ``utils/validate_data_dir.sh`` and ``utils/fix_data_dir.sh`` are the spe
 every utterance-keyed file (wav.scp, text, text.en, utt2spk, utt2dur, feats.scp,
 utt2num_frames) is sorted by key in C-locale byte order, has unique keys and exactly the
 key set of utt2spk; spk2utt agrees with utt2spk; every speaker id is a prefix of its
-utterance ids; transcripts are not empty; durations and frame counts are well-formed.
+utterance ids; transcripts are not empty; durations and frame counts are well-formed. Beyond
+Kaldi, the audio files wav.scp names must exist and be non-empty (checked by default for dirs of
+up to ``CHECK_FILES_MAX_UTTS`` entries; piped commands and ``ark:``/``scp:`` specifiers are
+skipped and said so).
 
-:func:`validate_data_dir` only reports (a list of problems, empty when the dir is valid);
+:func:`validate_data_dir` only reports (a list of problems, empty when the dir is valid;
+:func:`check_data_dir` adds notes on what was not checked);
 :func:`fix_data_dir` rewrites the dir so that it validates, backing the originals up and
 counting every utterance it removes, by reason.
 """
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from osoup.data.datadir import UTT_FILES, spk2utt_from_utt2spk, write_scp
@@ -26,6 +32,14 @@ logger = logging.getLogger(__name__)
 MAX_EXAMPLES = 5  # examples quoted per kind of problem; the count is always complete
 TEXT_FILES = ("text", "text.en")
 _INT_RE = re.compile(r"[0-9]+")
+# Audio files are checked by default up to this many wav.scp entries (one stat each; on a
+# network file system 100k stats take a few seconds); larger dirs need check_files="yes".
+CHECK_FILES_MAX_UTTS = 100_000
+CHECK_FILES_CHOICES = ("auto", "yes", "no")
+# Kaldi rspecifiers ("ark:foo.ark", "scp,p:foo.scp") and extended filenames with a byte offset
+# into an archive ("foo.ark:1234", optionally "[...]" ranges after it).
+_RSPECIFIER_RE = re.compile(r"(ark|scp)(,[a-z]+)*:")
+_ARK_OFFSET_RE = re.compile(r"(.+):[0-9]+(\[[^\]]*\])?")
 
 
 class _Problems:
@@ -119,16 +133,71 @@ def _key_set_problems(path: Path, keys: set[str], ref: set[str], problems: _Prob
         problems.add(str(path), "utterance not in utt2spk", repr(utt))
 
 
-def validate_data_dir(data_dir: str | Path, need_text: bool = True) -> list[str]:
+@dataclass
+class Validation:
+    """What :func:`check_data_dir` found: ``problems`` (empty: valid) and ``notes`` on what it
+    did not check (e.g. audio behind piped commands)."""
+
+    problems: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def _audio_path(value: str) -> str | None:
+    """The file a wav.scp value reads, or None for a piped command or an rspecifier."""
+    if value.endswith("|") or _RSPECIFIER_RE.match(value):
+        return None
+    m = _ARK_OFFSET_RE.fullmatch(value)
+    if m and not os.path.exists(value):
+        return m.group(1)
+    return value
+
+
+def _check_audio_files(path: Path, wav_scp: dict[str, str], mode: str, problems: _Problems,
+                       notes: list[str]) -> None:
+    """Each wav.scp entry's file exists and is not empty (paths relative to the current
+    directory, as Kaldi reads them); commands and rspecifiers are skipped with a note."""
+    if mode == "no":
+        return
+    if mode == "auto" and len(wav_scp) > CHECK_FILES_MAX_UTTS:
+        notes.append(f"{path}: {len(wav_scp)} entries (more than {CHECK_FILES_MAX_UTTS}): audio files "
+                     f"not checked; check_files='yes' (--check-files yes) checks them")
+        return
+    skipped = 0
+    for utt, value in wav_scp.items():
+        audio = _audio_path(value)
+        if audio is None:
+            skipped += 1
+        elif not os.path.exists(audio):
+            problems.add(str(path), "audio file does not exist", f"{utt!r} {audio}")
+        elif not os.path.isfile(audio):
+            problems.add(str(path), "audio path is not a regular file", f"{utt!r} {audio}")
+        elif os.path.getsize(audio) == 0:
+            problems.add(str(path), "audio file is empty (0 bytes)", f"{utt!r} {audio}")
+    if skipped:
+        notes.append(f"{path}: {skipped} entries are piped commands ('... |') or ark:/scp: "
+                     f"specifiers; their audio was not checked")
+
+
+def validate_data_dir(data_dir: str | Path, need_text: bool = True, check_files: str = "auto") -> list[str]:
     """Problems of a data dir, each naming the file, the kind of problem and examples.
 
     An empty list means the dir is valid. ``need_text=False`` (Kaldi's ``--no-text``) accepts a
-    dir without ``text`` (SSL-only audio); a present ``text`` is still checked.
+    dir without ``text`` (SSL-only audio); a present ``text`` is still checked. ``check_files``:
+    "auto" checks that wav.scp's audio files exist for dirs of up to ``CHECK_FILES_MAX_UTTS``
+    entries, "yes" always, "no" never.
     """
+    return check_data_dir(data_dir, need_text, check_files).problems
+
+
+def check_data_dir(data_dir: str | Path, need_text: bool = True, check_files: str = "auto") -> Validation:
+    """:func:`validate_data_dir` with notes on what was left unchecked."""
+    if check_files not in CHECK_FILES_CHOICES:
+        raise DataError(f"check_files must be one of {', '.join(CHECK_FILES_CHOICES)}, got {check_files!r}")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        return [f"{data_dir}: not a directory"]
+        return Validation([f"{data_dir}: not a directory"])
     problems = _Problems()
+    notes: list[str] = []
     required = ["utt2spk", "spk2utt"] + (["text"] if need_text else [])
     for name in required:
         if not (data_dir / name).is_file():
@@ -166,7 +235,9 @@ def validate_data_dir(data_dir: str | Path, need_text: bool = True) -> list[str]
                          "prefixes that sort with their utterances)", f"first at {first!r}")
         _check_spk2utt(data_dir / "spk2utt", utt2spk, problems)
         _check_spk2gender(data_dir / "spk2gender", set(utt2spk.values()), problems)
-    return problems.messages()
+    if "wav.scp" in files:
+        _check_audio_files(data_dir / "wav.scp", files["wav.scp"], check_files, problems, notes)
+    return Validation(problems.messages(), notes)
 
 
 def _check_spk2gender(path: Path, speakers: set[str], problems: _Problems) -> None:

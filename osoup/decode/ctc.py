@@ -54,9 +54,17 @@ def greedy_search(log_probs: Tensor, lengths: Tensor, blank: int = 0) -> list[li
     Runs on whole-batch tensors; frames at or beyond ``lengths[b]`` are ignored.
     """
     lengths = _check_inputs(log_probs, lengths)
-    B, T, _ = log_probs.shape
-    best = log_probs.argmax(dim=-1)  # [B, T]
-    valid = torch.arange(T, device=best.device)[None, :] < lengths[:, None]
+    return collapse_best_path(log_probs.argmax(dim=-1), lengths, blank)
+
+
+def collapse_best_path(best: Tensor, lengths: Tensor, blank: int = 0) -> list[list[int]]:
+    """Token sequences of per-frame best ids ``best[B, T]``: merge repeats, drop blanks.
+
+    Split out of :func:`greedy_search` so that long-form decoding (``osoup.decode.chunked``)
+    can keep only the ids of each chunk instead of its posteriors.
+    """
+    T = best.shape[1]
+    valid = torch.arange(T, device=best.device)[None, :] < lengths.to(best.device)[:, None]
     prev = torch.cat([torch.full_like(best[:, :1], -1), best[:, :-1]], dim=1)
     keep = valid & (best != blank) & (best != prev)
     return _split_rows(best.cpu(), keep.cpu())

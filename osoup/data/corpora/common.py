@@ -1,22 +1,28 @@
-"""Helpers shared by the corpus parsers: counting bad items, probing audio, reading TSVs.
+"""Helpers shared by the corpus parsers: counting bad items, checking audio, reading TSVs.
 
-Every parser follows the same rule: an input item that cannot be used (missing or corrupt
-audio, empty transcript, ...) is skipped, counted by reason and reported, and the output data
+Every parser follows the same rule: an input item that cannot be used (missing, corrupt, empty
+or truncated audio, empty transcript, ...) is skipped, counted by reason and reported, and the output data
 dir is refused when more than ``max_bad_frac`` of its input was bad. :class:`BadItems` holds
 that bookkeeping so the parsers all report it the same way.
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import soundfile
-
+from osoup.data.audio import (
+    REASON_EMPTY,
+    REASON_MISSING,
+    REASON_NONFINITE,
+    REASON_TRUNCATED,
+    REASON_UNDECODABLE,
+    AudioError,
+    check_audio,
+)
 from osoup.data.datadir import UTT_FILES, Utterance, spk2utt_from_utt2spk, write_scp
 from osoup.fileio import DataError, read_text_lines
 
@@ -111,7 +117,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class AudioProbe:
-    """What soundfile says about one audio file: its duration, or the reason it is unusable."""
+    """One audio file after decoding it whole: its duration, or the reason it is unusable."""
 
     path: str
     dur: float | None = None
@@ -119,27 +125,27 @@ class AudioProbe:
     detail: str = ""
 
 
-PROBLEM_MISSING = "missing audio file"
-PROBLEM_UNREADABLE = "unreadable or corrupt audio"
-PROBLEM_EMPTY = "zero-length audio"
+# Bad-item reasons of unusable audio (osoup.data.audio decides which applies).
+PROBLEM_MISSING = REASON_MISSING
+PROBLEM_UNREADABLE = REASON_UNDECODABLE
+PROBLEM_EMPTY = REASON_EMPTY
+PROBLEM_TRUNCATED = REASON_TRUNCATED
+PROBLEM_NONFINITE = REASON_NONFINITE
 
 
 def probe_one(path: str) -> AudioProbe:
-    """Duration of one audio file from its header (soundfile.info); never raises."""
-    if not os.path.isfile(path):
-        return AudioProbe(path, problem=PROBLEM_MISSING)
+    """Decoded duration of one audio file; never raises. Decoding the whole file (not just its
+    header) is what catches a clip cut short, whose header still gives the full length."""
     try:
-        info = soundfile.info(path)
-    except Exception as e:  # libsndfile reports corrupt files with several exception types
-        return AudioProbe(path, problem=PROBLEM_UNREADABLE, detail=str(e).splitlines()[0] if str(e) else "")
-    if info.frames <= 0 or info.samplerate <= 0:
-        return AudioProbe(path, problem=PROBLEM_EMPTY)
-    return AudioProbe(path, dur=info.frames / info.samplerate)
+        info = check_audio(path)
+    except AudioError as e:
+        return AudioProbe(path, problem=e.reason, detail=e.detail)
+    return AudioProbe(path, dur=info.duration)
 
 
 def probe_audio(paths: Sequence[str], nj: int = DEFAULT_NJ, desc: str = "probing audio") -> list[AudioProbe]:
-    """Probe many audio files, in order, with ``nj`` threads (libsndfile releases the GIL and the
-    work is mostly file I/O, so threads scale), logging progress on long lists."""
+    """Probe many audio files, in order, with ``nj`` threads (libsndfile releases the GIL while
+    it decodes, so threads scale), logging progress on long lists."""
     progress = Progress(len(paths), desc)
     out: list[AudioProbe] = []
     if nj <= 1 or len(paths) < 64:

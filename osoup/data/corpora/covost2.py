@@ -226,7 +226,7 @@ def prepare_covost2(
 
     ``st_langs`` translate into English, so English cannot be one of them. English ASR takes its
     splits from ``en_split_tsv`` (a file name under ``covost_root``, or an absolute path).
-    Audio durations are probed with ``nj`` threads.
+    Every clip is decoded whole (its duration; truncated clips are bad items), with ``nj`` threads.
     """
     # Absolute (not symlink-resolved) paths, so wav.scp works from any directory.
     cv_root, covost_root = Path(os.path.abspath(cv_root)), Path(os.path.abspath(covost_root))

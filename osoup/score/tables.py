@@ -1,0 +1,145 @@
+"""Markdown tables: one experiment's RESULTS.md and the comparison of methods in the shape of
+the paper's Tables 1, 2 and 5 (rows: languages + Ave.; columns: methods)."""
+from __future__ import annotations
+
+import statistics
+
+from osoup.score.comparison import Method, mean_std
+from osoup.score.langs import lang_label, sort_langs
+from osoup.score.scoring import select_sets
+
+EXP_NOTE = ("WER/CER: corpus level (total errors / total reference words or characters); the "
+            "CER column scores every language by character (whitespace removed). "
+            "Ave.: unweighted mean over languages.")
+COMPARISON_NOTE = ("Ave.: unweighted mean over languages; with seed replicas, mean ± sample std over seeds "
+                   "of each replica's value.")
+
+
+def _exp_header(results: dict) -> list[str]:
+    lines = [f"# Results: {results['exp']}", ""]
+    meta = [f"references: `{results['data']}`",
+            "normalisation: " + ("ASR lowercase, punctuation removed (zh: characters); "
+                                 "ST whitespace only" if results["normalized"] else "none")]
+    if results.get("seed") is not None:
+        meta.append(f"seed: {results['seed']}")
+    if results.get("label"):
+        meta.append(f"label: {results['label']}")
+    return lines + [f"- {m}" for m in meta] + [""]
+
+
+def _asr_table(split: str, asr: list[dict]) -> list[str]:
+    """Edit counts and error rates per language, with the mean WER/CER and mean CER."""
+    lines = [f"### {split}: ASR", "",
+             "| lang | #utt | #words | err | sub | del | ins | WER/CER (%) | CER (%) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for e in asr:
+        units = e.get("ref_words", e.get("ref_chars"))
+        unit = " chars" if e["metric"] == "cer" else ""
+        lines.append(f"| {lang_label(e['lang'], 'asr', title=False)} | {e['n_utts']} | {units}{unit} | "
+                     f"{e['errors']} | {e['sub']} | {e['del']} | {e['ins']} | "
+                     f"{e['value']:.2f} ({e['metric'].upper()}) | {e['cer']:.2f} |")
+    ave = statistics.fmean(e["value"] for e in asr)
+    ave_cer = statistics.fmean(e["cer"] for e in asr)
+    return lines + [f"| **Ave.** | {sum(e['n_utts'] for e in asr)} | | | | | | **{ave:.2f}** | "
+                    f"**{ave_cer:.2f}** |", ""]
+
+
+def _st_table(split: str, st: list[dict]) -> list[str]:
+    lines = [f"### {split}: S2TT", "", "| lang→en | #utt | BLEU |", "|---|---:|---:|"]
+    lines += [f"| {lang_label(e['lang'], 'st', title=False)} | {e['n_utts']} | {e['value']:.2f} |" for e in st]
+    ave = statistics.fmean(e["value"] for e in st)
+    return lines + [f"| **Ave.** | {sum(e['n_utts'] for e in st)} | **{ave:.2f}** |", ""]
+
+
+def _decode_section(dtag: str, dec: dict) -> list[str]:
+    """Config, per-split tables, BLEU signatures and warnings of one ``decode_<dtag>``."""
+    lines = [f"## decode_{dtag}", ""]
+    if dec["config"]:
+        lines += [f"Decoding config (`{dec['config_file']}`):", "", "```yaml",
+                  dec["config"].rstrip("\n"), "```", ""]
+    else:
+        lines += [f"Decoding config: decode tag `{dtag}` (no config file in the decode dir).", ""]
+    sets = dec["sets"]
+    for split in sorted({e["split"] for e in sets}):
+        asr, st = select_sets(sets, split, "asr"), select_sets(sets, split, "st")
+        lines += (_asr_table(split, asr) if asr else []) + (_st_table(split, st) if st else [])
+    for sig in sorted({e["signature"] for e in sets if e["task"] == "st"}):
+        lines += [f"BLEU signature: `{sig}`", ""]
+    notes = [f"- {e['set']} {e['task']}: {e['missing_hyps']} utterances without hypothesis "
+             f"(scored as deletions)" for e in sets if e["missing_hyps"]]
+    notes += [f"- {e['set']} {e['task']}: {e['empty_refs']} empty references not scored"
+              for e in sets if e["empty_refs"]]
+    if notes:
+        lines += ["Warnings:", ""] + notes + [""]
+    return lines + [EXP_NOTE, ""]
+
+
+def format_exp_markdown(results: dict) -> str:
+    """RESULTS.md text of one experiment (the structure :func:`osoup.score.scoring.score_exp`
+    returns)."""
+    lines = _exp_header(results)
+    for dtag, dec in results["decodes"].items():
+        lines += _decode_section(dtag, dec)
+    return "\n".join(lines)
+
+
+def _cell(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def _measure_title(methods: list[Method], measure: str) -> str:
+    if measure == "asr":
+        used = sorted({m.asr_metric[lang].upper() for m in methods for lang in m.asr})
+        return f"## ASR {'/'.join(used)} (%), lower is better"
+    if measure == "asr_cer":
+        return "## ASR CER (%), every language by character, lower is better"
+    return "## S2TT BLEU, higher is better"
+
+
+def _measure_table(methods: list[Method], measure: str) -> tuple[list[str], bool]:
+    """One table (languages + Ave. by methods); also whether some average covers fewer
+    languages than the rows (marked †). Empty when no method has the measure."""
+    values = [m.values(measure) for m in methods]
+    langs = sort_langs(lang for v in values for lang in v)
+    if not langs:
+        return [], False
+    header = f"| {'Lang→En' if measure == 'st' else 'Lang'} | " + " | ".join(m.label for m in methods) + " |"
+    lines = [_measure_title(methods, measure), "", header, "|---|" + "---:|" * len(methods)]
+    for lang in langs:
+        cells = [_cell(v[lang]) if lang in v else "–" for v in values]
+        lines.append(f"| {lang_label(lang, measure)} | " + " | ".join(cells) + " |")
+    aves, partial = [], False
+    for m, v in zip(methods, values):
+        per = m.averages(measure)
+        mark = " †" if per and set(v) != set(langs) else ""
+        partial = partial or bool(mark)
+        aves.append(f"**{_cell(per)}**{mark}" if per else "–")
+    return lines + ["| Ave. | " + " | ".join(aves) + " |", ""], partial
+
+
+def _experiments(methods: list[Method]) -> list[str]:
+    lines = ["Experiments:", ""]
+    for m in methods:
+        named = [str(s) for s in m.seeds if s is not None]
+        seeds = f" (seed{'s' if len(named) > 1 else ''} {', '.join(named)})" if named else ""
+        lines.append(f"- {m.label}{seeds}: " + ", ".join(f"`{e}`" for e in m.exps))
+    return lines + [""]
+
+
+def comparison_markdown(methods: list[Method], split: str = "test") -> str:
+    """Tables in the shape of the paper's Tables 1/2/5: languages + Ave. by methods. The CER
+    table of every language is shown only when some language is scored by word."""
+    measures = ["asr"]
+    if any(metric == "wer" for m in methods for metric in m.asr_metric.values()):
+        measures.append("asr_cer")
+    measures.append("st")
+    lines, partial = [f"# Comparison ({split} sets)", ""], False
+    for measure in measures:
+        table, marked = _measure_table(methods, measure)
+        lines += table
+        partial = partial or marked
+    lines.append(COMPARISON_NOTE)
+    if partial:
+        lines.append("†: average over fewer languages than the table rows.")
+    return "\n".join(lines + [""] + _experiments(methods))
