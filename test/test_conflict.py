@@ -274,9 +274,9 @@ def test_conflict_command_end_to_end(tmp_path, monkeypatch, capsys):
 
     # Direct check of one number: the averaged whole-model cosine of asr_en vs st_fr equals the
     # cosine of the gradients averaged over the same batches, recomputed here.
-    from osoup.conflict.gradients import (batch_plan, flat_gradients, layer_parameters, load_experiment_model,
-                                          load_objective_data, objective_loss)
+    from osoup.conflict.gradients import batch_plan, flat_gradients, layer_parameters, load_objective_data, objective_loss
     from osoup.data.objectives import build_objectives
+    from osoup.train.experiment import load_experiment_model
 
     model, _ = load_experiment_model(exp, "best.pt")
     specs = [s for s in build_objectives("dump", "data/token", ["en"], ["fr"], None) if s.name in ("asr_en", "st_fr")]
@@ -333,3 +333,82 @@ def test_non_finite_batches_are_skipped_counted_and_bounded(tmp_path, monkeypatc
     assert main(args + ["--max-bad-frac", "0.5"]) == 0
     doc = json.loads((tmp_path / "exp/vm/conflict/conflict.json").read_text(encoding="utf-8"))
     assert doc["num_batches"] == 2 and doc["run"]["batches_skipped"] == 1
+
+
+def test_conflict_truncated_checkpoint_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import os
+    import shutil
+
+    from osoup.bin.conflict import main
+
+    exp, _ = _fake_experiment(tmp_path)
+    shutil.copy(exp / "best.pt", exp / "checkpoint.4.pt")
+    os.truncate(exp / "best.pt", (exp / "best.pt").stat().st_size // 3)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["--exp-dir", "exp/vm", "--num-batches", "2", "--verbose", "0"]) == 1
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("ERROR: exp/vm/best.pt: cannot read this model checkpoint (PytorchStreamReader")
+    assert "truncated or corrupt" in lines[0] and "other model files in exp/vm: checkpoint.4.pt" in lines[0]
+    assert not (exp / "conflict" / "conflict.json").exists()
+    # the checkpoint it names works
+    assert main(["--exp-dir", "exp/vm", "--model", "checkpoint.4.pt", "--num-batches", "1", "--ssl", "none",
+                 "--verbose", "0"]) == 0
+    assert json.loads((exp / "conflict" / "conflict.json").read_text(encoding="utf-8"))["settings"]["model"] == "checkpoint.4.pt"
+
+
+def _gram_score(vectors: list[np.ndarray]) -> float:
+    """osoup.moo.conflict_scores of the vectors' Gramian over the pairs i < j."""
+    from osoup.moo import conflict_scores
+
+    g = torch.tensor(np.stack(vectors), dtype=torch.float64)
+    k = len(vectors)
+    return float(conflict_scores(g @ g.T, torch.ones(k, k, dtype=torch.bool).triu(1)))
+
+
+def test_analysis_scores_agree_with_moo_conflict_scores_including_zero_gradient():
+    rng = np.random.default_rng(3)
+    names, layers = ["a", "b", "c", "z"], ["l0", "l1"]
+    batches = []
+    for _ in range(3):
+        vec = {n: {l: rng.normal(size=5) for l in layers} for n in names}
+        vec["z"] = {"l0": np.zeros(5), "l1": rng.normal(size=5)}  # z never reaches l0
+        batches.append(vec)
+    acc = GradientAccumulator(names, layers)
+    for vec in batches:
+        acc.add_batch(_grads(vec))
+    res = acc.result()
+    scores = res.layer_scores("averaged")
+    for l in layers:
+        mean = [np.mean([b[n][l] for b in batches], axis=0) for n in names]
+        assert scores[l] == pytest.approx(_gram_score(mean), abs=1e-12)
+    # the zero gradient is left out: l0's score is that of a, b, c alone (not pulled towards 0)
+    assert scores["l0"] == pytest.approx(_gram_score([np.mean([b[n]["l0"] for b in batches], axis=0)
+                                                      for n in "abc"]), abs=1e-12)
+    whole = [np.mean([np.concatenate([b[n][l] for l in layers]) for b in batches], axis=0) for n in names]
+    assert conflict_score(res.cos["averaged"][WHOLE]) == pytest.approx(_gram_score(whole), abs=1e-12)
+    # per batch: the wrapper is conflict_scores of that batch's Gramian
+    for b in batches:
+        one = GradientAccumulator(names, layers, modes=("per-batch",))
+        one.add_batch(_grads(b))
+        assert one.result().layer_scores()["l0"] == pytest.approx(_gram_score([b[n]["l0"] for n in names]), abs=1e-12)
+    # no defined pair: NaN, as conflict_scores says
+    assert np.isnan(conflict_score(cosine_from_gram(np.diag([1.0, 0.0]))))
+    assert np.isnan(_gram_score([np.ones(3), np.zeros(3)]))
+
+
+def test_conflict_request_fields_are_the_command_options():
+    from dataclasses import MISSING, fields
+
+    from osoup.bin.conflict import get_parser
+    from osoup.conflict.report import ConflictRequest
+
+    args = vars(get_parser().parse_args(["--exp-dir", "exp/x"]))
+    req = ConflictRequest.from_options(args)
+    for f in fields(ConflictRequest):
+        assert f.name in args, f"ConflictRequest.{f.name} is no osoup-conflict option"
+        if f.default is not MISSING:
+            assert f.default == args[f.name], f"default of {f.name} differs from the option's"
+    assert req.out_dir == Path("exp/x/conflict") and req.modes == ("averaged", "per-batch")

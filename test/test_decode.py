@@ -168,3 +168,49 @@ def test_beam_float32_and_nonzero_blank():
         ref = _reference_beam(lp[b, : lengths[b]].double(), 6, 4, blank=2)
         assert hyps[b] == ref[0][0]
         assert 2 not in hyps[b]
+
+
+# -- loading the model: a damaged file is one clear error (osoup.train.experiment) -------------
+def _only_error_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ERROR: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_decode_truncated_checkpoint_or_pack_is_one_error_line(tmp_path, monkeypatch, capsys):
+    import os
+    import shutil
+
+    from osoup.bin.decode import main
+    from test_conflict import _fake_experiment
+
+    exp, _ = _fake_experiment(tmp_path)
+    shutil.copy(exp / "best.pt", exp / "latest.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--exp-dir", "exp/vm", "--model", "latest.pt", "--pack-out", "model.pack.pt", "--verbose", "0"]) == 0
+    os.truncate(exp / "best.pt", (exp / "best.pt").stat().st_size // 2)
+    capsys.readouterr()
+    assert main(["--exp-dir", "exp/vm", "--sets", "test_en", "--verbose", "0"]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith("ERROR: exp/vm/best.pt: cannot read this model checkpoint (PytorchStreamReader")
+    assert "truncated or corrupt" in line and "other model files in exp/vm: latest.pt" in line
+    assert not (exp / "decode_greedy").exists()
+    assert main(["--exp-dir", "exp/vm", "--model", "avg3.pt", "--sets", "test_en", "--verbose", "0"]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert "exp/vm/avg3.pt: not found (written by osoup-train (recipe stage 6))" in line and "latest.pt" in line
+    os.truncate("model.pack.pt", os.path.getsize("model.pack.pt") // 2)
+    assert main(["--packed", "model.pack.pt", "--head", "asr_en", "a.wav", "--verbose", "0"]) == 1
+    line = _only_error_line(capsys.readouterr().err)
+    assert line.startswith("ERROR: model.pack.pt: cannot read this packed model (")
+    assert "re-create it with osoup-decode --exp-dir EXP --pack-out FILE" in line
+
+
+def test_collapse_best_path_matches_greedy():
+    from osoup.decode.ctc import collapse_best_path
+
+    best = torch.tensor([[1, 1, 0, 1, 2, 2, 0, 3], [0, 2, 2, 2, 0, 0, 1, 1]])
+    assert collapse_best_path(best, torch.tensor([8, 4])) == [[1, 1, 2, 3], [2]]
+    g = torch.Generator().manual_seed(5)
+    lp = torch.randn(3, 9, 6, generator=g).log_softmax(-1)
+    lengths = torch.tensor([9, 0, 5])
+    assert collapse_best_path(lp.argmax(-1), lengths) == greedy_search(lp, lengths)

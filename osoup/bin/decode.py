@@ -13,16 +13,18 @@ Packed-model mode (any head, audio files or a wav.scp)::
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import configargparse
 
 from osoup.fileio import DataError, atomic_write, run_command, setup_logging
+from osoup import expdir
+from osoup.train.experiment import load_experiment
+from osoup.train.experiment import read_packed as load_packed
+from osoup.train.experiment import write_packed as pack_model
 
 log = logging.getLogger("osoup-decode")
 
@@ -32,7 +34,7 @@ def get_parser() -> configargparse.ArgumentParser:
                                       config_file_parser_class=configargparse.YAMLConfigFileParser)
     p.add_argument("--config", is_config_file=True)
     p.add_argument("--exp-dir", help="experiment dir (recipe mode)")
-    p.add_argument("--model", default="best.pt", help="checkpoint file name inside --exp-dir (best.pt, avgN.pt, latest.pt)")
+    p.add_argument("--model", default=expdir.BEST, help="checkpoint file name inside --exp-dir (best.pt, avgN.pt, latest.pt)")
     p.add_argument("--data-dir", default="dump/fbank", help="root of the dumped test sets")
     p.add_argument("--sets", default="", help="space-separated sets to decode, e.g. 'test_fr test_en'")
     p.add_argument("--tag", default=None, help="decode dir name suffix (default: search type)")
@@ -45,71 +47,74 @@ def get_parser() -> configargparse.ArgumentParser:
     p.add_argument("--search", default="greedy", choices=["greedy", "beam"])
     p.add_argument("--beam", type=int, default=10)
     p.add_argument("--batch-frames", type=int, default=20000)
+    p.add_argument("--chunk-sec", type=float, default=20.0,
+                   help="encode audio longer than chunk + 2 x context in chunks of this many seconds, "
+                        "so memory stays bounded (0: never chunk)")
+    p.add_argument("--chunk-context-sec", type=float, default=2.0,
+                   help="left and right context of each chunk, encoded and then dropped")
     p.add_argument("--device", default="cpu")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
 
-def load_experiment(exp_dir: Path, model_file: str, device: str):
-    """The experiment's model (eval mode) and one tokenizer per head."""
-    from osoup.conflict.gradients import load_experiment_model
-    from osoup.text.tokenizer import Tokenizer
+def decode_mats(model, head: str, tok, mats: list, search: str, beam: int, device: str,
+                names: list[str] | None = None, chunk: int = 0, context: int = 0) -> list[str]:
+    """Hypotheses of feature matrices [T, 80] with one head, in input order.
 
-    model, meta = load_experiment_model(exp_dir, model_file, device)
-    tokenizers = {name: Tokenizer(d) for name, d in meta["token_dirs"].items()}
-    return model, tokenizers
-
-
-def pack_model(exp_dir: Path, model_file: str, out: Path) -> None:
-    """One file with everything decoding needs: model config and weights, tokenizer files."""
-    import torch
-
-    meta = json.loads((exp_dir / "objectives.json").read_text(encoding="utf-8"))
-    ckpt = torch.load(exp_dir / model_file, map_location="cpu", weights_only=False)
-    toks = {}
-    for name, d in meta["token_dirs"].items():
-        toks[name] = {f.name: f.read_bytes() for f in Path(d).iterdir() if f.is_file()}
-    from osoup.train.checkpoint import save_atomic
-
-    save_atomic({"model": ckpt["model"], "model_conf": ckpt["model_conf"], "tokenizers": toks}, out)
-
-
-def load_packed(path: Path, device: str):
-    import torch
-
-    from osoup.text.tokenizer import Tokenizer
-    from osoup.nets.model import SoupModel
-
-    if not path.is_file():
-        raise DataError(f"{path}: packed model not found")
-    pack = torch.load(path, map_location=device, weights_only=False)
-    conf = dict(pack["model_conf"])
-    conf["specaug_conf"] = None
-    model = SoupModel(**conf).to(device)
-    model.load_state_dict(pack["model"])
-    model.eval()
-    tmp = Path(tempfile.mkdtemp(prefix="osoup_tok_"))
-    tokenizers = {}
-    for name, files in pack["tokenizers"].items():
-        d = tmp / name
-        d.mkdir()
-        for fname, data in files.items():
-            (d / fname).write_bytes(data)
-        tokenizers[name] = Tokenizer(d)
-    return model, tokenizers
-
-
-def decode_mats(model, head: str, tok, mats: list, search: str, beam: int, device: str) -> list[str]:
-    from osoup.decode.ctc import greedy_search, prefix_beam_search
+    Audio too short for the front-end (under 7 frames) decodes to "" with a warning naming it;
+    with ``chunk`` > 0 (input frames) a longer utterance is encoded in windows of ``chunk``
+    frames plus ``context`` frames each side (``osoup.decode.chunked``); the rest is one
+    padded batch. ``test/test_decode_long.py`` checks all three paths.
+    """
+    from osoup.decode.chunked import output_frames, plan_windows
     from osoup.nets.model import pad_batch
 
-    feats, lengths = pad_batch(mats, device)
-    logp, olens = model.log_probs(head, feats, lengths)
-    if search == "greedy":
-        ids = greedy_search(logp, olens)
-    else:
-        ids = prefix_beam_search(logp, olens, beam=beam)
+    names = names or [f"input {i}" for i in range(len(mats))]
+    ids: list[list[int]] = [[] for _ in mats]
+    batch, long = [], []
+    for i, m in enumerate(mats):
+        if output_frames(m.shape[0]) == 0:
+            log.warning("%s: %d feature frames, too short to decode (needs 7): empty hypothesis", names[i], m.shape[0])
+        elif chunk > 0 and len(plan_windows(m.shape[0], chunk, context)) > 1:
+            long.append(i)
+        else:
+            batch.append(i)
+    if batch:
+        feats, lengths = pad_batch([mats[i] for i in batch], device)
+        logp, olens = model.log_probs(head, feats, lengths)
+        for i, x in zip(batch, _search(logp, olens, search, beam)):
+            ids[i] = x
+    for i in long:
+        ids[i] = _decode_long(model, head, mats[i], search, beam, device, chunk, context)
     return [tok.decode(x) for x in ids]
+
+
+def _search(logp, olens, search: str, beam: int) -> list[list[int]]:
+    from osoup.decode.ctc import greedy_search, prefix_beam_search
+
+    if search == "greedy":
+        return greedy_search(logp, olens)
+    return prefix_beam_search(logp, olens, beam=beam)
+
+
+def _decode_long(model, head: str, mat, search: str, beam: int, device: str, chunk: int, context: int) -> list[int]:
+    """One long utterance in bounded memory: greedy keeps only per-frame ids, beam search the
+    concatenated posteriors (4 bytes per token per 40 ms frame)."""
+    import torch
+
+    from osoup.decode.chunked import chunked_best_path, chunked_log_probs
+    from osoup.decode.ctc import collapse_best_path
+
+    feats = torch.as_tensor(mat, dtype=torch.float32).to(device)
+
+    def forward(x, lengths):
+        return model.log_probs(head, x, lengths)
+
+    if search == "greedy":
+        best = chunked_best_path(forward, feats, chunk, context)
+        return collapse_best_path(best[None], torch.tensor([best.shape[0]]))[0]
+    logp = chunked_log_probs(forward, feats, chunk, context)
+    return _search(logp[None], torch.tensor([logp.shape[0]]), search, beam)[0]
 
 
 def _batches(lengths: dict[str, int], batch_frames: int) -> list[list[str]]:
@@ -140,9 +145,9 @@ def decode_recipe(args) -> None:
         raise DataError("--sets is empty: name the test sets to decode")
     import yaml
 
-    dec_conf = {"model": args.model, "search": args.search, "beam": args.beam, "sets": sets, "data_dir": args.data_dir}
-    with atomic_write(exp / f"decode_{tag}" / "decode.yaml") as f:
-        yaml.safe_dump(dec_conf, f, sort_keys=True)
+    dec_conf = {"model": args.model, "search": args.search, "beam": args.beam, "sets": sets, "data_dir": args.data_dir,
+                "chunk_sec": args.chunk_sec, "chunk_context_sec": args.chunk_context_sec}
+    write_output(expdir.decode_dir(exp, tag) / expdir.DECODE_CONF, [yaml.safe_dump(dec_conf, sort_keys=True)])
     t0 = time.time()
     total_sec = 0.0
     for s in sets:
@@ -165,25 +170,48 @@ def decode_recipe(args) -> None:
                     except Exception as e:  # noqa: BLE001
                         raise DataError(f"{d}/feats.scp: cannot read features of {u!r}: {e}") from None
                 for h in heads:
-                    for u, text in zip(b, decode_mats(model, h, tokenizers[h], mats, args.search, args.beam, args.device)):
+                    texts = decode_mats(model, h, tokenizers[h], mats, args.search, args.beam, args.device,
+                                        names=[f"{s}/{u}" for u in b], **_chunking(args))
+                    for u, text in zip(b, texts):
                         hyps[h][u] = text
         for h in heads:
             task = h.split("_", 1)[0]
-            out = exp / f"decode_{tag}" / s / f"hyp.{task}"
-            with atomic_write(out) as f:
-                for u in sorted(hyps[h]):
-                    f.write(f"{u} {hyps[h][u]}\n")
+            out = expdir.hyp_path(exp, tag, s, task)
+            write_output(out, [f"{u} {hyps[h][u]}\n" for u in sorted(hyps[h])])
             log.info("%s: %d hypotheses -> %s", h, len(hyps[h]), out)
     el = time.time() - t0
     log.info("decoded %.1f s of speech in %.1f s (%.1f× real time)", total_sec, el, total_sec / max(el, 1e-9))
 
 
-def decode_packed(args) -> None:
-    import torch
+def _chunking(args) -> dict[str, int]:
+    """--chunk-sec / --chunk-context-sec as input frames (10 ms each) for :func:`decode_mats`."""
+    if args.chunk_sec < 0 or args.chunk_context_sec < 0:
+        raise DataError(f"--chunk-sec ({args.chunk_sec}) and --chunk-context-sec ({args.chunk_context_sec}) must be >= 0")
+    return {"chunk": round(args.chunk_sec * 100), "context": round(args.chunk_context_sec * 100)}
+
+
+def audio_features(path: str, piece_frames: int = 6000):
+    """Fbank [T, 80] of an audio file, computed ``piece_frames`` frames at a time: frames are
+    independent (no dither), so the result equals one call while the FFT buffers of an hour of
+    audio never exist at once."""
+    import numpy as np
 
     from osoup.data.audio import load_audio
+    from osoup.data.features import FbankOptions, compute_fbank, num_frames
+
+    wav, opts = load_audio(path, 16000), FbankOptions()
+    n, size, shift = num_frames(len(wav), opts), opts.window_size, opts.window_shift
+    pieces = [compute_fbank(wav[i * shift:(i + piece_frames - 1) * shift + size])
+              for i in range(0, n, piece_frames)]
+    return np.concatenate(pieces) if len(pieces) > 1 else compute_fbank(wav)
+
+
+def decode_packed(args) -> None:
+    """Decode audio files one by one; a file that cannot be read is reported by name after the
+    hypotheses of all the others are written (the command then exits 1)."""
+    import torch
+
     from osoup.data.datadir import read_scp
-    from osoup.data.features import compute_fbank
 
     model, tokenizers = load_packed(Path(args.packed), args.device)
     if not args.head or args.head not in tokenizers:
@@ -194,17 +222,36 @@ def decode_packed(args) -> None:
         items = [(Path(a).stem, a) for a in args.audio]
     else:
         raise DataError("give --wav-scp or audio files to decode")
-    lines = []
+    lines, failed = [], []
     with torch.inference_mode():
         for utt, path in items:
-            mat = compute_fbank(load_audio(path, 16000))
-            text = decode_mats(model, args.head, tokenizers[args.head], [mat], args.search, args.beam, args.device)[0]
+            try:
+                mat = audio_features(path)
+            except DataError as e:
+                log.error("%s: %s", utt, e)
+                failed.append(f"{utt} ({path})")
+                continue
+            text = decode_mats(model, args.head, tokenizers[args.head], [mat], args.search, args.beam,
+                               args.device, names=[f"{utt} ({path})"], **_chunking(args))[0]
             lines.append(f"{utt} {text}\n")
     if args.out:
-        with atomic_write(args.out) as f:
-            f.writelines(lines)
+        write_output(Path(args.out), lines)
     else:
         sys.stdout.write("".join(lines))
+    if failed:
+        raise DataError(f"{len(failed)} of {len(items)} audio files could not be read "
+                        f"(hypotheses of the others were written): {', '.join(failed)}")
+
+
+def write_output(path: Path, chunks: list[str]) -> None:
+    """Atomic write; an OSError (read-only, disk full) names ``path``, not the temp file."""
+    try:
+        with atomic_write(path) as f:
+            f.writelines(chunks)
+    except OSError as e:
+        if e.filename is None or Path(e.filename).name.startswith(f".{path.name}."):
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def _run(args) -> None:

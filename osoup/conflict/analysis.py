@@ -19,6 +19,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from osoup.moo import conflict_scores
+
 MODES = ("averaged", "per-batch")
 WHOLE = "whole"
 MODE_TITLES_MD = {
@@ -43,11 +45,15 @@ def pair_indices(k: int) -> list[tuple[int, int]]:
 
 
 def conflict_score(cos: np.ndarray) -> float:
-    """SPEC §4: mean pairwise cosine over objective pairs i < j (NaN pairs left out; NaN if
-    no pair is defined). The more negative, the more the layer's objectives conflict."""
-    k = cos.shape[0]
-    vals = [cos[i, j] for i, j in pair_indices(k) if np.isfinite(cos[i, j])]
-    return float(np.mean(vals)) if vals else float("nan")
+    """The conflict score of a K×K cosine matrix: the mean pairwise cosine over pairs i < j,
+    as :func:`osoup.moo.conflict_scores` defines it for layer selection (undefined pairs, NaN
+    here because a gradient was zero, are left out; NaN if no pair is defined). The more
+    negative, the more the layer's objectives conflict (paper appendix C)."""
+    c = torch.as_tensor(np.asarray(cos, dtype=np.float64))
+    defined = torch.isfinite(c)
+    pairs = torch.ones(c.shape, dtype=torch.bool).triu(1) & defined
+    # A cosine matrix is the Gramian of unit vectors; an undefined diagonal is a zero gradient.
+    return float(conflict_scores(torch.where(defined, c, 0.0), pairs))
 
 
 @dataclass

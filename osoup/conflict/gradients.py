@@ -1,8 +1,9 @@
 """Per-objective gradients of a trained SoupModel w.r.t. its shared backbone θ, per layer group.
 
 For each of N batch indices b, every objective draws its own b-th batch (from its own data, as
-in training), computes its normalised loss (CTC sum ÷ target tokens; SSL sum ÷ count) and the
-gradient w.r.t. θ, split by ``encoder.layer_groups()``. The gradients go straight into a
+in training), computes its normalised loss (the trainer's :func:`osoup.train.loss.batch_loss`:
+CTC sum ÷ target tokens; SSL sum ÷ count) and the gradient w.r.t. θ, split by
+``encoder.layer_groups()``. The gradients go straight into a
 :class:`~osoup.conflict.analysis.GradientAccumulator`; only the current batch is held.
 
 The model runs in eval mode: no dropout, and BatchNorm uses its running statistics (in train
@@ -11,7 +12,6 @@ composition, and the running statistics would drift during the analysis). SpecAu
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -26,7 +26,8 @@ from torch import nn
 from osoup.conflict.analysis import MODES, ConflictResult, GradientAccumulator
 from osoup.data.dataset import FeatureSet, make_batches
 from osoup.fileio import DataError
-from osoup.nets.model import SoupModel, pad_batch, pad_targets
+from osoup.nets.model import SoupModel
+from osoup.train.loss import batch_loss
 
 log = logging.getLogger(__name__)
 
@@ -38,30 +39,6 @@ class ObjectiveData:
     name: str
     fset: FeatureSet
     batches: list[list[int]]
-
-
-def load_experiment_model(exp_dir: str | Path, model_file: str = "best.pt", device: str = "cpu") -> tuple[SoupModel, dict]:
-    """The SoupModel of ``exp_dir/model_file`` (eval mode, no SpecAugment) and objectives.json."""
-    exp_dir = Path(exp_dir)
-    meta_path, ckpt_path = exp_dir / "objectives.json", exp_dir / model_file
-    for p in (meta_path, ckpt_path):
-        if not p.is_file():
-            raise DataError(f"{p}: not found (train the experiment first)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{meta_path}: not valid JSON ({e})") from None
-    if not isinstance(meta.get("objectives"), list) or not meta["objectives"]:
-        raise DataError(f"{meta_path}: no 'objectives' list")
-    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_conf" not in ckpt:
-        raise DataError(f"{ckpt_path}: not a model checkpoint (expected keys 'model' and 'model_conf')")
-    conf = dict(ckpt["model_conf"])
-    conf["specaug_conf"] = None
-    model = SoupModel(**conf).to(device)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, meta
 
 
 def layer_parameters(model: SoupModel) -> dict[str, list[nn.Parameter]]:
@@ -76,14 +53,9 @@ def layer_parameters(model: SoupModel) -> dict[str, list[nn.Parameter]]:
 
 
 def objective_loss(model: SoupModel, data: ObjectiveData, idx: list[int], device: str | torch.device) -> torch.Tensor:
-    """The normalised loss the trainer uses for this objective on the examples ``idx``."""
-    exs = [data.fset.examples[i] for i in idx]
-    feats, lengths = pad_batch([data.fset.load(e.utt_id) for e in exs], device)
-    if data.name == "ssl":
-        loss_sum, count = model.ssl_loss(feats, lengths)
-        return loss_sum / torch.clamp(torch.as_tensor(count, dtype=loss_sum.dtype, device=loss_sum.device), min=1)
-    targets, tlens = pad_targets([e.target for e in exs], device)
-    return model.supervised_loss(data.name, feats, lengths, targets, tlens) / float(sum(len(e.target) for e in exs))
+    """The normalised loss the trainer uses for this objective on the examples ``idx``
+    (:func:`osoup.train.loss.batch_loss`, divided by its own count)."""
+    return batch_loss(model, data.name, data.fset, idx, device).normalised()
 
 
 def flat_gradients(loss: torch.Tensor, groups: dict[str, list[nn.Parameter]]) -> dict[str, torch.Tensor]:
@@ -118,6 +90,35 @@ def batch_plan(n_available: int, num_batches: int, seed: int, name: str) -> list
     return out[:num_batches]
 
 
+def batch_plans(data: dict[str, ObjectiveData], num_batches: int, seed: int) -> dict[str, list[int]]:
+    """Each objective's :func:`batch_plan` (a warning where its batches must be reused)."""
+    plans = {}
+    for n, d in data.items():
+        if len(d.batches) < num_batches:
+            log.warning("objective %s has %d batches for %d requested: batches are reused", n, len(d.batches), num_batches)
+        plans[n] = batch_plan(len(d.batches), num_batches, seed, n)
+    return plans
+
+
+def batch_gradients(
+    model: SoupModel, data: dict[str, ObjectiveData], batch: dict[str, list[int]],
+    groups: dict[str, list[nn.Parameter]], device: str | torch.device,
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, float], str | None]:
+    """Every objective's per-group gradient and loss on its examples ``batch[name]``; stops at
+    the first non-finite loss or gradient and says which (third value, else None)."""
+    grads: dict[str, dict[str, torch.Tensor]] = {}
+    losses: dict[str, float] = {}
+    for n in data:
+        loss = objective_loss(model, data[n], batch[n], device)
+        losses[n] = float(loss.detach())
+        if not math.isfinite(losses[n]):
+            return grads, losses, f"objective {n}: non-finite loss {losses[n]}"
+        grads[n] = flat_gradients(loss, groups)
+        if not all(bool(torch.isfinite(g).all()) for g in grads[n].values()):
+            return grads, losses, f"objective {n}: non-finite gradient"
+    return grads, losses, None
+
+
 def collect_gradients(
     model: SoupModel,
     data: dict[str, ObjectiveData],
@@ -141,31 +142,18 @@ def collect_gradients(
     model.eval()
     groups = layer_parameters(model)
     acc = GradientAccumulator(names, list(groups), modes)
-    plans = {}
-    for n in names:
-        nb = len(data[n].batches)
-        if nb < num_batches:
-            log.warning("objective %s has %d batches for %d requested: batches are reused", n, nb, num_batches)
-        plans[n] = batch_plan(nb, num_batches, seed, n)
+    plans = batch_plans(data, num_batches, seed)
     torch.manual_seed(seed)  # CPC negatives / BEST-RQ masks
     loss_sum = {n: 0.0 for n in names}
     skipped: list[str] = []
     t0 = time.time()
     every = max(1, num_batches // 10)
     for b in range(num_batches):
-        grads, losses, bad = {}, {}, None
-        for n in names:
-            loss = objective_loss(model, data[n], data[n].batches[plans[n][b]], device)
-            losses[n] = float(loss.detach())
-            if not math.isfinite(losses[n]):
-                bad = f"objective {n}: non-finite loss {losses[n]}"
-                break
-            grads[n] = flat_gradients(loss, groups)
-            if not all(bool(torch.isfinite(g).all()) for g in grads[n].values()):
-                bad = f"objective {n}: non-finite gradient"
-                break
+        batch = {n: data[n].batches[plans[n][b]] for n in names}
+        grads, losses, bad = batch_gradients(model, data, batch, groups, device)
         if bad is not None:
-            utts = [data[n].fset.examples[i].utt_id for i in data[n].batches[plans[n][b]]]
+            n = list(losses)[-1]  # the objective that failed
+            utts = [data[n].fset.examples[i].utt_id for i in batch[n]]
             log.warning("batch %d skipped for every objective: %s (utterances %s)", b + 1, bad, ", ".join(utts[:5]))
             skipped.append(bad)
             continue
@@ -181,15 +169,14 @@ def collect_gradients(
     if len(skipped) > max_bad_frac * num_batches:
         raise DataError(f"{len(skipped)} of {num_batches} batch indices had non-finite losses or gradients "
                         f"(more than --max-bad-frac {max_bad_frac}); first: {skipped[0]}")
-    used = acc.num_batches
-    if used == 0:
+    if acc.num_batches == 0:
         raise DataError("no usable batch: every batch had non-finite losses or gradients")
     stats = {
-        "batches_used": used,
+        "batches_used": acc.num_batches,
         "batches_skipped": len(skipped),
         "distinct_batches": {n: len(set(plans[n])) for n in names},
         "available_batches": {n: len(data[n].batches) for n in names},
-        "mean_loss": {n: loss_sum[n] / used for n in names},
+        "mean_loss": {n: loss_sum[n] / acc.num_batches for n in names},
         "seconds": time.time() - t0,
     }
     return acc.result(), stats

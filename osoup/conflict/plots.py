@@ -9,6 +9,7 @@ import numpy as np
 
 from osoup.conflict.analysis import WHOLE, ConflictResult, pair_indices
 from osoup.fileio import atomic_write
+from osoup.nets.model import SSL_OBJECTIVE
 
 MODE_TITLES = {
     "averaged": "cosine of gradients averaged over {n} batches (eq. 30)",
@@ -129,7 +130,7 @@ def mds_2d(cos: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def plot_cluster_scatter(cos: np.ndarray, names: list[str], clusters: list[list[str]], path: str | Path,
-                         title: str, ssl: str | None = "ssl") -> None:
+                         title: str, ssl: str | None = SSL_OBJECTIVE) -> None:
     """Objectives in 2-D by gradient direction (MDS), coloured by cluster, size by their mean
     cosine with the other objectives (as the paper's Fig. 4)."""
     plt = _plt()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from osoup.moo.levels import parse_levels
+from osoup.nets.model import SSL_OBJECTIVE
 
 
 @dataclass
@@ -71,7 +72,7 @@ def _task(name: str) -> str:
     return name.split("_", 1)[0]
 
 
-def group_tokens(group: list[str], objectives: list[str], ssl: str | None = "ssl") -> str:
+def group_tokens(group: list[str], objectives: list[str], ssl: str | None = SSL_OBJECTIVE) -> str:
     """The ``--levels`` text of one group: a task (``asr``, ``st``) or language (``en``) selector
     when the group is exactly its set; otherwise task selectors and selectors of two or more
     objectives lying wholly inside the group, largest first, then the remaining objective names."""
@@ -105,7 +106,7 @@ def group_tokens(group: list[str], objectives: list[str], ssl: str | None = "ssl
     return ",".join(t for _, t in items)
 
 
-def levels_spec(groups: list[list[str]], objectives: list[str], ssl: str | None = "ssl") -> str:
+def levels_spec(groups: list[list[str]], objectives: list[str], ssl: str | None = SSL_OBJECTIVE) -> str:
     """``--levels`` string of the supervised groups in this order, SSL appended last; checked
     with :func:`osoup.moo.parse_levels` (falls back to plain objective names if selectors
     would not parse to exactly these groups)."""
@@ -123,7 +124,7 @@ def levels_spec(groups: list[list[str]], objectives: list[str], ssl: str | None 
     return spec
 
 
-def order_note(top: list[str], objectives: list[str], ssl: str | None = "ssl") -> str:
+def order_note(top: list[str], objectives: list[str], ssl: str | None = SSL_OBJECTIVE) -> str:
     """One line relating the order to the paper's finding (§5.3), from the top level's content."""
     tasks = {_task(o) for o in top}
     langs = {o.split("_", 1)[1] for o in top if "_" in o}
@@ -149,7 +150,7 @@ class Suggestion:
 def suggest_levels(
     cos: np.ndarray,
     objectives: list[str],
-    ssl: str | None = "ssl",
+    ssl: str | None = SSL_OBJECTIVE,
     threshold: float = 0.0,
     max_groups: int = 3,
     favour: str = "asr",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from osoup import expdir
 from osoup.fileio import DataError, atomic_write
 from osoup.score.comparison import Method, summary
 from osoup.score.plots import radar_plot, tradeoff_plot
@@ -34,7 +35,7 @@ def exp_json(results: dict) -> dict:
 def write_exp_results(exp_dir: str | Path, results: dict) -> tuple[Path, Path]:
     """Write ``RESULTS.md`` and ``results.json`` into the experiment dir, atomically."""
     exp_dir = Path(exp_dir)
-    md, js = exp_dir / "RESULTS.md", exp_dir / "results.json"
+    md, js = exp_dir / expdir.RESULTS_MD, exp_dir / expdir.RESULTS_JSON
     _write_json(js, exp_json(results))
     with atomic_write(md) as f:
         f.write(format_exp_markdown(results))
@@ -46,7 +47,7 @@ def load_results(path: str | Path) -> dict:
     ``osoup-score`` wrote it; stored averages are dropped (they are derived from the sets)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "results.json"
+        path = path / expdir.RESULTS_JSON
     if not path.is_file():
         raise DataError(f"{path}: not found (run osoup-score --exp first)")
     try:

@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Callable
 
+from osoup import expdir
 from osoup.fileio import DataError, read_scp
 from osoup.score import metrics
 from osoup.score.langs import TASKS, asr_metric, lang_sort_key, parse_set_name
@@ -121,15 +122,14 @@ def _read_yaml_field(path: Path, key: str):
 
 
 def find_hyp_files(exp_dir: str | Path) -> list[tuple[str, str, str, Path]]:
-    """(decode tag, set, task, path) for every ``decode_<tag>/<set>/hyp.<task>`` under exp_dir."""
-    exp_dir = Path(exp_dir)
+    """(decode tag, set, task, path) for every hypothesis file of the experiment
+    (:func:`osoup.expdir.hyp_files`); files of an unknown task are reported and left out."""
     out = []
-    for p in sorted(exp_dir.glob("decode_*/*/hyp.*")):
-        task = p.name.split(".", 1)[1]
-        if task not in TASKS:
-            log.warning("%s: unknown task %r (expected hyp.asr or hyp.st); not scored", p, task)
+    for h in expdir.hyp_files(exp_dir):
+        if h.task not in TASKS:
+            log.warning("%s: unknown task %r (expected hyp.asr or hyp.st); not scored", h.path, h.task)
             continue
-        out.append((p.parent.parent.name[len("decode_"):], p.parent.name, task, p))
+        out.append((h.dtag, h.set_name, h.task, h.path))
     return out
 
 
@@ -167,8 +167,8 @@ def _score_set(set_name: str, task: str, hyp_path: Path, data_root: Path, normal
 
 def _attach_config(exp_dir: Path, dtag: str, dec: dict) -> None:
     """The decoding config of ``decode_<dtag>`` (``config.yaml`` or ``decode.yaml``), if any."""
-    for name in ("config.yaml", "decode.yaml"):
-        p = exp_dir / f"decode_{dtag}" / name
+    for name in (expdir.CONFIG, expdir.DECODE_CONF):
+        p = expdir.decode_dir(exp_dir, dtag) / name
         if p.is_file():
             dec["config"], dec["config_file"] = p.read_text(encoding="utf-8"), str(p)
             return
@@ -188,7 +188,7 @@ def score_exp(
     exp_dir, data_root = Path(exp_dir), Path(data_root)
     found = _hyps_to_score(exp_dir, decode_tags)
     if seed is None:
-        seed = _read_yaml_field(exp_dir / "config.yaml", "seed")
+        seed = _read_yaml_field(exp_dir / expdir.CONFIG, "seed")
     results: dict = {"exp": str(exp_dir), "tag": exp_dir.name, "label": label, "seed": seed,
                      "data": str(data_root), "normalized": normalize, "decodes": {}}
     for dtag, set_name, task, hyp_path in found:
