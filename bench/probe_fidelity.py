@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     from osoup.conflict.gradients import batch_plan, flat_gradients, layer_parameters, load_objective_data, objective_loss
     from osoup.data.objectives import build_objectives
     from osoup.train.experiment import load_experiment_model
-    from osoup.moo.soup import count_sketch_into
+    from osoup.moo.selection import count_sketch_into
 
     model, meta = load_experiment_model(args.exp_dir, args.model)
     names = meta["objectives"]

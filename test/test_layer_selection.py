@@ -1,12 +1,12 @@
-"""Layer selection in the Soup engine (SPEC §4): probe steps rank layer groups by conflict;
-MOO layers step with λ^{k+1} from their own Gramian, the other layers with λ^k — exactly."""
+"""Layer selection in the Soup engine (osoup.moo.selection): probe steps rank layer groups by
+conflict; MOO layers step with λ^{k+1} from their own Gramian, the other layers with λ^k — exactly."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from osoup.moo import make_soup
-from osoup.moo.soup import count_sketch_into
+from osoup.moo.selection import count_sketch_into
 from test_moo import NoHostSync, modo_ref
 
 OBJ = ["asr_en", "asr_fr", "st_fr", "ssl"]
@@ -73,6 +73,12 @@ class Deep:
                 p -= lr * p.grad
 
 
+def probe_rows(soup):
+    """The probe buffer of the step being assembled (None: not a probe step, or not yet written)."""
+    probe = soup._step.probe
+    return None if probe is None else probe.data
+
+
 def cat(gs, n, h, groups):
     return torch.cat([gs[n, h][g] for g in groups])
 
@@ -130,7 +136,7 @@ def test_vm_selection_with_and_without_begin_step():
         soup = make_soup("vm", net.shared, net.heads, OBJ, "ssl", levels="asr>st>ssl", modo={"gamma": 0.5},
                          layer_groups=net.groups, moo_layers=0.5, conflict_interval=2)
         # Only the asr level needs a Gramian: st (one objective) and ssl go straight to .grad.
-        assert soup._buf.shape[:2] == (2, 2)
+        assert soup._buffers.theta.shape[:2] == (2, 2)
         epochs = [3.0, 3.25, 3.5]
         lams = []
         for e in epochs:
@@ -203,16 +209,17 @@ def test_full_moo_equals_soup_without_groups_and_buffers_are_where_needed():
     for step in range(3):
         net.feed(soup)
         dim_sel = sum(sizes[g] for g in soup.selected_layers)
-        assert soup._buf.shape == (2, 4, dim_sel)
+        assert soup._buffers.theta.shape == (2, 4, dim_sel)
         if step % 2 == 0:
-            assert soup._probe_buf.shape == (4, sum(sizes.values()) - dim_sel)
+            assert probe_rows(soup).shape == (4, sum(sizes.values()) - dim_sel)
+            assert soup.pending_buffers()[-1] is probe_rows(soup)
         else:
-            assert soup._probe_buf is None
+            assert probe_rows(soup) is None and soup.pending_buffers() == [soup._buffers.theta]
             with NoHostSync():
                 soup.step(0.0)
             continue
         soup.step(0.0)
-        assert soup._probe_buf is None  # freed at the end of the probe
+        assert probe_rows(soup) is None  # freed at the end of the probe
 
 
 def test_sketched_probe_scores_on_the_sketches():
@@ -231,7 +238,7 @@ def test_sketched_probe_scores_on_the_sketches():
             net.feed(s)
         if step % 2 == 0:
             rest = [g for g in GROUPS if g not in soup.selected_layers]
-            assert soup._probe_buf.shape == (4, n * len(rest))
+            assert probe_rows(soup).shape == (4, n * len(rest))
         stats, stats_exact = soup.step(0.0), exact.step(0.0)
         net.sgd()
         if step % 2:

@@ -9,7 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from osoup.moo import (
-    RECIPES,
+    METHODS,
     Level,
     MeanWeighting,
     MoDo,
@@ -369,11 +369,11 @@ def test_vm_update_matches_closed_form_and_theta_moves():
     torch.testing.assert_close(stats["lambda/1"], modo_ref(lams[0], g1 @ g2.T, gamma), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("recipe", ["vm", "joint"])
-def test_heads_get_plain_mean_gradient(recipe):
+@pytest.mark.parametrize("method", ["vm", "joint"])
+def test_heads_get_plain_mean_gradient(method):
     toy = Toy(1)
-    kwargs = {"levels": "st>asr>ssl", "modo": {"gamma": 0.5}} if recipe == "vm" else {}
-    soup = make_soup(recipe, toy.shared, toy.heads, OBJ, "ssl", **kwargs)
+    kwargs = {"levels": "st>asr>ssl", "modo": {"gamma": 0.5}} if method == "vm" else {}
+    soup = make_soup(method, toy.shared, toy.heads, OBJ, "ssl", **kwargs)
     _, gh = toy.reference()
     toy.feed(soup)
     soup.step(10.0)  # η far from 1: heads must not see it
@@ -473,7 +473,7 @@ def test_fast_path_equals_buffered_path_and_closed_form():
     torch.testing.assert_close(toy.shared_grad(), sum((gs[n, 0] + gs[n, 1]) / 2 for n in OBJ[:-1]) / 4, atol=1e-6, rtol=1e-6)
 
 
-def test_static_and_ssl_recipes():
+def test_static_and_ssl_methods():
     toy = Toy(5)
     mu = {"asr_en": 0.18, "asr_fr": 0.19, "st_fr": 0.27, "st_de": 0.36}
     soup = make_soup("static", toy.shared, {k: v for k, v in toy.heads.items()}, list(mu), "ssl", static_weights=mu)
@@ -489,10 +489,10 @@ def test_static_and_ssl_recipes():
     torch.testing.assert_close(toy.shared_grad(), (gs["ssl", 0] + gs["ssl", 1]) / 2, atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("recipe", ["vs", "vc", "joint"])
-def test_step_does_not_sync(recipe):
+@pytest.mark.parametrize("method", ["vs", "vc", "joint"])
+def test_step_does_not_sync(method):
     toy = Toy(6)
-    soup = make_soup(recipe, toy.shared, toy.heads, OBJ, "ssl")
+    soup = make_soup(method, toy.shared, toy.heads, OBJ, "ssl")
     toy.feed(soup)
     with NoHostSync():
         soup.step(2.5)
@@ -581,7 +581,7 @@ def test_soup_errors_and_state_dict():
     with pytest.raises(ValueError, match="levels"):
         usa.load_state_dict(soup.state_dict())
 
-    with pytest.raises(ValueError, match="valid recipes: " + ", ".join(RECIPES)):
+    with pytest.raises(ValueError, match="unknown method 'pcgrad'; valid methods: " + ", ".join(METHODS)):
         make_soup("pcgrad", toy.shared, toy.heads, OBJ, "ssl")
     with pytest.raises(ValueError, match="missing"):
         make_soup("static", toy.shared, toy.heads, OBJ, "ssl", static_weights={"asr_en": 1.0})

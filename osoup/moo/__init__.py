@@ -1,26 +1,32 @@
 """Multi-objective optimisation core: knows no speech, works on any model and any named losses.
 
-See :mod:`osoup.moo.soup` for the training-loop contract.
+See :mod:`osoup.moo.soup` for the training-loop contract and :mod:`osoup.moo.methods` for the
+training methods (``make_soup``).
 """
+from osoup.moo.conflict_score import conflict_scores
 from osoup.moo.jd import JD_METHODS, JDWeighting, MissingDependencyError
+from osoup.moo.lambdas import Level
+from osoup.moo.layout import ObjectiveLayout
 from osoup.moo.levels import parse_levels
 from osoup.moo.loss_weighting import DWA, UncertaintyWeighting
+from osoup.moo.methods import METHODS, PENALISED_METHODS, default_penalties, make_soup
 from osoup.moo.optim import split_optimizers
 from osoup.moo.registry import WEIGHTINGS, make_weighting
 from osoup.moo.schedule import PenaltySchedule
 from osoup.moo.simplex import project_simplex
-from osoup.moo.soup import RECIPES, Level, Soup, make_soup
+from osoup.moo.soup import Soup
 from osoup.moo.weighting import MeanWeighting, MoDo, StaticWeighting, Weighting, entropy
 
 __all__ = [
     "DWA",
     "JD_METHODS",
     "JDWeighting",
+    "METHODS",
     "MissingDependencyError",
+    "ObjectiveLayout",
+    "PENALISED_METHODS",
     "UncertaintyWeighting",
     "WEIGHTINGS",
-    "make_weighting",
-    "RECIPES",
     "Level",
     "MeanWeighting",
     "MoDo",
@@ -28,8 +34,11 @@ __all__ = [
     "Soup",
     "StaticWeighting",
     "Weighting",
+    "conflict_scores",
+    "default_penalties",
     "entropy",
     "make_soup",
+    "make_weighting",
     "parse_levels",
     "project_simplex",
     "split_optimizers",

@@ -1,4 +1,4 @@
-"""Parse the ``--levels`` hierarchy of the multilevel recipe (vm).
+"""Parse the ``--levels`` hierarchy of the multilevel method (vm).
 
 Grammar: groups separated by ``>``, highest priority first; inside a group, comma-separated
 tokens. A token is an objective name (``asr_fr``, ``st_de``, ``ssl``), a task selector (``asr``:

@@ -1,4 +1,4 @@
-"""Penalty schedules η(e) for the constrained (vc, joint) and multilevel (vm) recipes.
+"""Penalty schedules η(e) for the constrained (vc, joint) and multilevel (vm) methods.
 
 The paper grows each penalty linearly per EPOCH up to a cap: η(e) = min(init + rate·e, cap).
 The epoch is fractional (step / steps_per_epoch), so η moves smoothly inside an epoch but its
@@ -50,7 +50,7 @@ class PenaltySchedule:
         """Same schedule for a run of ``total_epochs``: the cap is reached at the same FRACTION
         of training as in a ``paper_epochs`` run (rate' = rate · paper_epochs / total_epochs).
 
-        Without this a short run (the mini recipe) keeps η ≈ init and every penalised recipe
+        Without this a short run (the mini recipe) keeps η ≈ init and every penalised method
         degenerates into its unpenalised part.
         """
         if not math.isfinite(total_epochs) or total_epochs <= 0:

@@ -7,7 +7,7 @@ a fixed vector and a plain mean without the engine (:mod:`osoup.moo.soup`) knowi
   per-objective gradients; ``gram_kind`` says which one: ``"cross"`` is the double-sampled
   ``G1 G2ᵀ`` (MoDo), ``"mean"`` the symmetric ``Ḡ Ḡᵀ`` of the mean of the two halves
   ``Ḡ = (G1 + G2) / 2`` (the gradient-based methods of :mod:`osoup.moo.jd`). When no level of a
-  recipe needs a Gramian, the engine keeps no per-objective gradients at all and training costs
+  method needs a Gramian, the engine keeps no per-objective gradients at all and training costs
   what plain training costs.
 * A Gramian weighting's :meth:`Weighting.update` returns the NEW weights, which steer the step.
   A weighting without Gramian (static, mean, loss-based) is used with the weights it holds
