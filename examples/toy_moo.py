@@ -1,10 +1,10 @@
-"""Plain PyTorch loop on a toy 3-objective regression; the recipe is one argument.
+"""Plain PyTorch loop on a toy 3-objective regression; the method is one argument.
 
     python examples/toy_moo.py vs            # also: vc, vm, joint, mean
     python examples/toy_moo.py vm pcgrad     # any weighting of osoup.moo.WEIGHTINGS in the levels
     python examples/toy_moo.py vs modo 1     # layer selection: 1 of the 2 backbone layers is MOO
 Objectives: two supervised regressions (task_a, task_b, each with its own head) sharing a
-backbone, and a head-less "ssl" objective; only the Soup object changes between recipes.
+backbone, and a head-less "ssl" objective; only the Soup object changes between methods.
 """
 import sys
 
@@ -13,7 +13,7 @@ import torch
 from osoup.moo import make_soup, split_optimizers
 
 torch.manual_seed(0)
-recipe = sys.argv[1] if len(sys.argv) > 1 else "vs"
+method = sys.argv[1] if len(sys.argv) > 1 else "vs"
 weighting = sys.argv[2] if len(sys.argv) > 2 else "modo"
 moo_layers = int(sys.argv[3]) if len(sys.argv) > 3 else None
 names = ["reg_a", "reg_b", "ssl"]
@@ -32,9 +32,9 @@ def loss(name: str) -> torch.Tensor:
 
 
 head_params = {n: list(m.parameters()) for n, m in heads.items()}
-soup = make_soup(recipe, list(backbone.parameters()), head_params, names, ssl="ssl",
-                 levels="reg_a>reg_b>ssl" if recipe == "vm" else None,
-                 modo={"gamma": 0.05} if recipe in ("vs", "vc", "vm") else None,
+soup = make_soup(method, list(backbone.parameters()), head_params, names, ssl="ssl",
+                 levels="reg_a>reg_b>ssl" if method == "vm" else None,
+                 modo={"gamma": 0.05} if method in ("vs", "vc", "vm") else None,
                  weighting=weighting, layer_groups=groups, moo_layers=moo_layers, conflict_interval=20)
 opt_theta, opt_heads = split_optimizers(backbone.parameters(), head_params, 1e-2, 1e-2)
 steps_per_epoch = 50
