@@ -24,6 +24,7 @@ COMMANDS = {
     "score": "osoup.bin.score",
     "results": "osoup.bin.results",
     "conflict": "osoup.bin.conflict",
+    "soup": "osoup.bin.model_soup",
 }
 
 setup(
