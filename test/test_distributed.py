@@ -1,4 +1,4 @@
-"""Data parallelism (issue 5, items 1-2): a 2-process torchrun run on CPU (gloo) follows the
+"""Data parallelism (docs/distributed.md): a 2-process torchrun run on CPU (gloo) follows the
 same loss and λ trajectories as a single process that draws the same global batch
 (``--simulate-ranks 2``), and λ is identical on both ranks. Plus the reduction helpers."""
 from __future__ import annotations
@@ -70,13 +70,11 @@ def test_simulated_ranks_draw_the_union_of_the_ranks_batches():
         parts = [split_halves(s.next()) for s in ranks]
         expect.append(([i for h, _ in parts for i in h], [i for _, h in parts for i in h]))
 
-    class Stub:  # just the attributes Trainer._draw_halves uses
-        samplers = {"x": ObjectiveSampler(batches, seed=5, rank=0, world_size=2)}
-        sim_samplers = {"x": [ObjectiveSampler(batches, seed=5, rank=1, world_size=2)]}
+    from osoup.train.data import TrainData, draw_halves
 
-    from osoup.train.trainer import Trainer
-
-    got = [Trainer._draw_halves(Stub, "x") for _ in range(5)]
+    data = TrainData(samplers={"x": ObjectiveSampler(batches, seed=5, rank=0, world_size=2)},
+                     sim_samplers={"x": [ObjectiveSampler(batches, seed=5, rank=1, world_size=2)]})
+    got = [draw_halves(data, "x") for _ in range(5)]
     assert got == expect
     for h0, h1 in got:
         assert set(h0).isdisjoint(h1) and len(h0) == len(h1) == 4

@@ -1,4 +1,4 @@
-"""Exact resume (issue 5, item 3): a run killed with SIGKILL at a random moment and resumed
+"""Exact resume: a run killed with SIGKILL at a random moment and resumed
 with ``--resume`` ends bit-identical to an uninterrupted run; a corrupt ``latest.pt`` falls back
 to the newest readable checkpoint; checkpoint writes never leave a partial file."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Surviving bad steps, bad data and interrupted stages (issue 5, items 4-6).
+"""Surviving bad steps, bad data and interrupted stages (docs/design.md).
 
 - A non-finite loss or gradient skips the step: no parameter, buffer, optimizer or λ change;
   skips are counted, and ``--max-skips`` in a row stop training with a message naming the
@@ -24,6 +24,7 @@ from conftest import copy_prepared, copy_recipe, recipe_env, train_cmd
 
 from osoup.bin import train as train_bin
 from osoup.data.datadir import read_scp
+from osoup.train import loss as train_loss
 from osoup.train.trainer import Trainer, TrainingStopped
 
 pytestmark = pytest.mark.slow
@@ -40,22 +41,23 @@ def _trainer(recipe: Path, exp: Path, monkeypatch, *extra: str) -> Trainer:
     return train_bin.build_trainer(args)
 
 
-def _poison(monkeypatch, bad_steps: set[int], objective: str, kind: str) -> None:
+def _poison(monkeypatch, tr: Trainer, bad_steps: set[int], objective: str, kind: str) -> None:
     """Make ``objective``'s loss NaN ("loss") or its head gradient NaN with a finite loss
-    ("grad") on the steps (step_in_phase) in ``bad_steps``."""
-    real = Trainer._half_loss
+    ("grad") on the steps (step_in_phase) in ``bad_steps``, through the one function that
+    computes a training half's loss."""
+    real = train_loss.half_loss
 
-    def half_loss(self, name, fset, idx):
-        loss, frames = real(self, name, fset, idx)
-        if name == objective and self.step_in_phase in bad_steps:
+    def half_loss(model, name, fset, idx, device, distributed=False):
+        loss, frames = real(model, name, fset, idx, device, distributed)
+        if name == objective and tr.state.step_in_phase in bad_steps:
             if kind == "loss":
                 loss = loss * float("nan")
             else:  # 0 * sqrt(0 * x): value 0, gradient 0 * inf = nan
-                p = self.model.objective_head_parameters(name)[0]
+                p = model.objective_head_parameters(name)[0]
                 loss = loss + 0.0 * torch.sqrt(0.0 * p.sum())
         return loss, frames
 
-    monkeypatch.setattr(Trainer, "_half_loss", half_loss)
+    monkeypatch.setattr(train_loss, "half_loss", half_loss)
 
 
 @pytest.mark.parametrize("kind", ["loss", "grad"])
@@ -65,7 +67,7 @@ def test_nonfinite_steps_change_nothing(mini_recipe, tmp_path, monkeypatch, capl
     tr = _trainer(mini_recipe, tmp_path / "exp", monkeypatch, "--epochs", "1", "--steps-per-epoch", "3",
                   "--max-skips", "100")
     init = {k: v.clone() for k, v in tr.model.state_dict().items()}
-    _poison(monkeypatch, {0, 1, 2}, "st_fr", kind)
+    _poison(monkeypatch, tr, {0, 1, 2}, "st_fr", kind)
     with caplog.at_level("WARNING", logger="osoup.train.trainer"):
         summary = tr.run()
     assert summary["skipped_steps"] == 3
@@ -83,7 +85,7 @@ def test_nonfinite_steps_change_nothing(mini_recipe, tmp_path, monkeypatch, capl
 def test_one_bad_step_is_skipped_and_training_goes_on(mini_recipe, tmp_path, monkeypatch):
     tr = _trainer(mini_recipe, tmp_path / "exp", monkeypatch, "--epochs", "1", "--steps-per-epoch", "3")
     init = {k: v.clone() for k, v in tr.model.state_dict().items()}
-    _poison(monkeypatch, {1}, "asr_fr", "loss")
+    _poison(monkeypatch, tr, {1}, "asr_fr", "loss")
     summary = tr.run()
     assert summary["skipped_steps"] == 1
     ck = torch.load(tmp_path / "exp" / "latest.pt", weights_only=False)
@@ -96,7 +98,7 @@ def test_one_bad_step_is_skipped_and_training_goes_on(mini_recipe, tmp_path, mon
 def test_max_skips_stops_naming_the_objective(mini_recipe, tmp_path, monkeypatch, capsys):
     tr = _trainer(mini_recipe, tmp_path / "exp", monkeypatch, "--epochs", "2", "--steps-per-epoch", "3",
                   "--max-skips", "2")
-    _poison(monkeypatch, {1, 2}, "asr_fr", "loss")
+    _poison(monkeypatch, tr, {1, 2}, "asr_fr", "loss")
     with pytest.raises(TrainingStopped, match=r"2 consecutive steps skipped \(non-finite loss of asr_fr at step 2"):
         tr.run()
     # through the command: ERROR line, exit status 1, no traceback

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osoup.fileio import DataError
+from osoup.nets.model import SSL_OBJECTIVE
 
 
 @dataclass
@@ -21,6 +22,13 @@ class ObjectiveSpec:
     text_file: str | None  # text (asr) | text.en (st) | None (ssl)
     token_dir: Path | None
     extra: dict = field(default_factory=dict)
+
+
+def objective_names(asr_langs: list[str], st_langs: list[str], ssl: str | None) -> list[str]:
+    """The objective names of a run, in :func:`build_objectives`' order, without looking at any
+    data (options are checked against them before data is read)."""
+    names = [f"asr_{lang}" for lang in asr_langs] + [f"st_{lang}" for lang in st_langs]
+    return names + ([SSL_OBJECTIVE] if ssl else [])
 
 
 def build_objectives(
@@ -61,9 +69,9 @@ def build_objectives(
         sets = ssl_sets or [f"{train_split}_{lang}" for lang in dict.fromkeys(asr_langs + st_langs)]
         dirs = [dump_dir / "fbank" / s for s in sets]
         for d in dirs:
-            need_dir(d, "objective ssl")
+            need_dir(d, f"objective {SSL_OBJECTIVE}")
         dev = [dump_dir / "fbank" / f"{dev_split}_{lang}" for lang in dict.fromkeys(asr_langs + st_langs)]
-        specs.append(ObjectiveSpec("ssl", "ssl", None, dirs, [d for d in dev if (d / "feats.scp").is_file()], None, None, {"kind": ssl}))
+        specs.append(ObjectiveSpec(SSL_OBJECTIVE, "ssl", None, dirs, [d for d in dev if (d / "feats.scp").is_file()], None, None, {"kind": ssl}))
     if not specs:
         problems.append("no objectives: give --asr-langs, --st-langs or --ssl")
     if problems:

@@ -1,14 +1,20 @@
 """Checkpoints: atomic writes, keep-last-N, averaging, RNG state capture."""
 from __future__ import annotations
 
+import logging
 import os
 import random
-import re
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
+
+from osoup import expdir
+from osoup.expdir import epoch_checkpoints  # noqa: F401 - re-exported
+
+log = logging.getLogger(__name__)
 
 
 def save_atomic(obj: object, path: str | Path) -> None:
@@ -23,8 +29,10 @@ def save_atomic(obj: object, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and (e.filename is None or e.filename == tmp):
+            raise OSError(e.errno, e.strerror, str(path)) from e  # name the checkpoint, not the temp file
         raise
 
 
@@ -43,19 +51,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-_EPOCH_RE = re.compile(r"^checkpoint\.(\d+)\.pt$")
-
-
-def epoch_checkpoints(exp_dir: str | Path) -> list[Path]:
-    """``checkpoint.<N>.pt`` files sorted by N."""
-    found = []
-    for p in Path(exp_dir).glob("checkpoint.*.pt"):
-        m = _EPOCH_RE.match(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found)]
 
 
 def prune_checkpoints(exp_dir: str | Path, keep: int) -> None:
@@ -83,3 +78,32 @@ def average_models(paths: list[Path]) -> dict[str, torch.Tensor]:
         if torch.is_floating_point(v):
             avg[k] = (v / len(paths)).float()
     return avg
+
+
+def remove_interrupted_writes(exp_dir: str | Path) -> None:
+    """Delete the temp files of checkpoint writes that a kill interrupted (see :func:`save_atomic`)."""
+    for tmp in Path(exp_dir).glob(".*.pt.*.tmp"):
+        log.info("removing %s (an interrupted checkpoint write)", tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def find_resume_checkpoint(exp_dir: str | Path, device: torch.device | str,
+                           required: Sequence[str]) -> tuple[dict, Path] | None:
+    """The newest loadable training checkpoint of ``exp_dir``: ``latest.pt``, else the epoch
+    checkpoints from the newest down. A file that cannot be read, or lacks one of the
+    ``required`` keys (e.g. a kill during a write on a file system without atomic rename), is
+    skipped with a warning."""
+    exp_dir = Path(exp_dir)
+    for path in [exp_dir / expdir.LATEST] + epoch_checkpoints(exp_dir)[::-1]:
+        if not path.is_file():
+            continue
+        try:
+            state = torch.load(path, map_location=device, weights_only=False)
+            missing = [k for k in required if k not in state]
+            if missing:
+                raise ValueError(f"not a training checkpoint (missing {', '.join(missing)})")
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped
+            log.warning("cannot resume from %s (%s): trying an older checkpoint", path, e)
+            continue
+        return state, path
+    return None

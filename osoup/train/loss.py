@@ -9,12 +9,13 @@ losses (and gradients) add up to the loss of the union of their batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
-from osoup.data.dataset import FeatureSet
+from osoup.data.dataset import FeatureSet, make_batches
 from osoup.nets.model import SSL_OBJECTIVE, SoupModel, pad_batch, pad_targets
+from osoup.train.distributed import global_count
 
 
 @dataclass
@@ -51,3 +52,41 @@ def batch_loss(
     loss_sum = loss_sum.float()
     count_t = torch.as_tensor(count, device=loss_sum.device).to(torch.float32).reshape(())
     return BatchLoss(loss_sum, count_t, frames)
+
+
+def half_loss(
+    model: SoupModel, name: str, fset: FeatureSet, idx: Sequence[int], device: torch.device | str,
+    distributed: bool = False,
+) -> tuple[torch.Tensor, int]:
+    """The training loss of one half of ``name``'s minibatch and its feature frames. Under
+    torchrun (``distributed``) the divisor is the GLOBAL count, summed over ranks, so the
+    ranks' losses and gradients add up to the loss of the union of their halves."""
+    bl = batch_loss(model, name, fset, idx, device)
+    if distributed:
+        return bl.normalised(global_count(bl.count, bl.loss_sum.device)), bl.frames
+    return bl.normalised(), bl.frames
+
+
+@torch.no_grad()
+def dev_losses(
+    model: SoupModel, dev_sets: Mapping[str, FeatureSet], names: Sequence[str], max_frames: int, max_utts: int,
+    device: torch.device | str,
+) -> dict[str, float]:
+    """Each objective's loss over its whole dev set (sum over batches ÷ total count), in eval
+    mode and with a fixed seed for the SSL draws; objectives without dev data are left out."""
+    model.eval()
+    out = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(12345)
+        for name in names:
+            fset = dev_sets.get(name)
+            if fset is None:
+                continue
+            total, count = 0.0, 0.0
+            for b in make_batches(fset.examples, max_frames, max_utts, min_utts=1):
+                bl = batch_loss(model, name, fset, b, device)
+                total += float(bl.loss_sum)
+                count += float(bl.count)
+            out[name] = total / max(count, 1.0)
+    model.train()
+    return out

@@ -1,0 +1,142 @@
+"""Check the options of ``osoup-train`` before any data is read.
+
+Each problem is one DataError naming the option, its value, where the value came from (the
+command line or the YAML config file) and what is allowed: unknown keys of the config file, a
+value of the wrong type or out of range (:data:`osoup.train.options.OPTIONS`), a ``--levels``
+or ``--peft-sets`` token that selects no objective, ``--moo-layers`` beyond the model's layer
+groups, and an option the chosen method does not use (an error when given on the command line;
+a warning when it comes from a config file, since recipes share one config between methods).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+from osoup.data.objectives import objective_names
+from osoup.fileio import DataError
+from osoup.moo import parse_levels
+from osoup.nets.model import SSL_OBJECTIVE
+from osoup.train.options import BY_NAME, OPTIONS, Option, add_options, config_keys, convert, violates
+from osoup.train.phases import plan_phases
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config")
+    return pre.parse_known_args(list(argv))[0].config
+
+
+def config_file_options(argv: Sequence[str]) -> tuple[str | None, set[str]]:
+    """The ``--config`` file named in ``argv`` and the options it sets; an unknown key or a
+    file that is not a YAML mapping is a DataError naming the file."""
+    import yaml
+
+    path = _config_path(argv)
+    if path is None:
+        return None, set()
+    if not Path(path).is_file():
+        raise DataError(f"--config {path}: file not found")
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise DataError(f"config file {path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"config file {path}: expected a mapping of option: value, got {type(data).__name__}")
+    keys = config_keys()
+    unknown = [str(k) for k in data if str(k) not in keys]
+    if unknown:
+        raise DataError(f"config file {path}: unknown option {unknown[0]!r} (the keys are the long options of "
+                        f"osoup-train --help, e.g. lr-backbone)")
+    return path, {keys[str(k)] for k in data}
+
+
+def command_line_options(argv: Sequence[str]) -> set[str]:
+    """The options that ``argv`` itself sets (whatever spelling or alias)."""
+    p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    p.add_argument("--config")
+    p.add_argument("--exp-dir")
+    p.add_argument("--resume", action="store_true")
+    add_options(p, suppress_defaults=True)
+    return set(vars(p.parse_known_args(list(argv))[0]))
+
+
+class Origins:
+    """Where each option's value came from, for messages."""
+
+    def __init__(self, argv: Sequence[str]):
+        self.config_path, self.from_config = config_file_options(argv)
+        self.from_command_line = command_line_options(argv)
+
+    def of(self, name: str) -> str:
+        if name in self.from_command_line:
+            return "command line"
+        if name in self.from_config:
+            return f"config file {self.config_path}"
+        return "default"
+
+    def explicit(self, name: str) -> bool:
+        return name in self.from_command_line or name in self.from_config
+
+
+def _bad(o: Option, value: Any, origin: str, why: str) -> DataError:
+    shown = value if isinstance(value, str) and value and not any(c.isspace() for c in value) else repr(value)
+    return DataError(f"{o.flag} {shown} ({origin}): {why}")
+
+
+def convert_all(args: argparse.Namespace, origins: Origins) -> None:
+    """Convert every option of ``args`` in place to its type, checking ranges and choices."""
+    for o in OPTIONS:
+        raw = getattr(args, o.name, o.default)
+        try:
+            value = convert(o, raw)
+        except ValueError as e:
+            raise _bad(o, raw, origins.of(o.name), f"{e}; expected {o.allowed()}") from None
+        if violates(o, value):
+            raise _bad(o, raw, origins.of(o.name), f"must be {o.allowed()}")
+        setattr(args, o.name, value)
+
+
+def _unused_by_method(args: argparse.Namespace, origins: Origins) -> list[str]:
+    warnings = []
+    for o in OPTIONS:
+        if o.methods is None or args.method in o.methods or not origins.explicit(o.name):
+            continue
+        msg = f"{o.flag} ({origins.of(o.name)}) is not used by method {args.method} (only by {', '.join(o.methods)})"
+        if o.name in origins.from_command_line:
+            raise DataError(msg + "; remove it")
+        warnings.append(msg + "; ignored")
+    return warnings
+
+
+def _check_moo_layers(args: argparse.Namespace, origins: Origins) -> None:
+    from osoup.nets.configs import MODEL_CONFIGS
+
+    k = args.moo_layers
+    n_groups = MODEL_CONFIGS[args.model_size]["n_blocks"] + 1  # the front-end, then each block
+    if k >= 1 and (k != int(k) or k > n_groups):
+        raise _bad(BY_NAME["moo_layers"], f"{k:g}", origins.of("moo_layers"),
+                   f"must be 0, a fraction in (0, 1), or a whole number of layer groups from 1 to {n_groups} "
+                   f"(model size {args.model_size}: front-end + {n_groups - 1} blocks)")
+
+
+def _check_objectives(args: argparse.Namespace, origins: Origins) -> None:
+    names = objective_names(args.asr_langs.split(), args.st_langs.split(), None if args.ssl == "none" else args.ssl)
+    if args.method == "vm" and len(names) >= 2:
+        try:
+            parse_levels(args.levels, names, SSL_OBJECTIVE)
+        except ValueError as e:
+            raise _bad(BY_NAME["levels"], args.levels, origins.of("levels"), str(e)) from None
+    if names:
+        plan_phases(args, names)
+
+
+def check_options(args: argparse.Namespace, argv: Sequence[str]) -> list[str]:
+    """Convert and check the parsed ``args`` of ``argv`` in place (before any data is read).
+    Returns warnings to log; raises DataError on the first problem."""
+    origins = Origins(argv)
+    convert_all(args, origins)
+    warnings = _unused_by_method(args, origins)
+    _check_moo_layers(args, origins)
+    _check_objectives(args, origins)
+    return warnings
