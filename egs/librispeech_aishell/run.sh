@@ -4,7 +4,6 @@
 #   ./run.sh [--extra-ssl-parts "train-clean-360 train-other-500"] [any option of ../TEMPLATE/asr.sh]
 set -euo pipefail
 
-parts="train-clean-100:train dev-clean:dev test-clean:test"  # LibriSpeech part:split
 extra_ssl_parts=""  # more LibriSpeech parts used only as SSL audio (data/ssl_<part>_en)
 
 # This recipe's option may come anywhere; everything else is for asr.sh.
@@ -15,12 +14,12 @@ while [ $# -gt 0 ]; do
     *) args+=("$1"); shift ;;
   esac
 done
+read -r -a parts <<< "$extra_ssl_parts"
 ssl_sets=""
-for part in $extra_ssl_parts; do ssl_sets+=" ssl_${part}_en"; done
+for part in "${parts[@]}"; do ssl_sets+=" ssl_${part}_en"; done
 
 ../TEMPLATE/asr.sh \
   --asr-langs "en zh" \
-  --local-data-opts "--parts '$parts' --extra-ssl-parts '$extra_ssl_parts'" \
   --ssl-sets "${ssl_sets# }" \
   --asr-vocab-size 1000 --asr-vocab-sizes "zh:5000" \
   --methods "vm:en>zh>ssl" \

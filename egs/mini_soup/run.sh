@@ -14,7 +14,7 @@ asr_langs=""        # default: "en es" ("en fr de es ca zh" if tiny)
 st_langs=""         # default: "es" ("fr de es ca" if tiny)
 max_speech_sec=""   # longest planned sentence, estimated seconds of speech (default: 2.8; 4.6 if tiny)
 snr=""              # noise SNR range in dB (default: "15 35"; "10 30" if tiny)
-# The methods compared by default (stages 6-9); --recipe X [--levels L] trains just one.
+# The methods compared by default (stages 6-9); --method X [--levels L] trains just one.
 # Character units everywhere: with a few hundred steps from scratch, CTC over characters leaves
 # its initial all-blank plateau far sooner than over 1000-piece SentencePiece vocabularies.
 methods="joint vs vc vm:asr>st>ssl vm:st>asr>ssl"
@@ -42,10 +42,10 @@ st_langs=${st_langs:-"es"}
 max_speech_sec=${max_speech_sec:-2.8}
 snr=${snr:-"15 35"}
 
+# asr.sh passes the languages to local/make_corpus.sh and local/data.sh itself.
 ../TEMPLATE/asr.sh \
   --asr-langs "$asr_langs" --st-langs "$st_langs" \
-  --local-corpus-opts "--langs '$asr_langs' --utts-per-lang $utts_per_lang --seed $seed --max-speech-sec $max_speech_sec --snr '$snr'" \
-  --local-data-opts "--asr-langs '$asr_langs' --st-langs '$st_langs'" \
+  --local-corpus-opts "--utts-per-lang $utts_per_lang --seed $seed --max-speech-sec $max_speech_sec --snr ${snr// /,}" \
   --methods "$methods" --train-config conf/train.yaml \
   --asr-model-types "$(for l in $asr_langs; do printf '%s:char ' "$l"; done)" --st-model-type char \
   "${tiny_opts[@]}" "${args[@]}"

@@ -1,0 +1,368 @@
+"""The shared stage script egs/TEMPLATE/asr.sh: stage signatures, locks and option strings.
+
+Stage 1 runs the real CoVoST 2 recipe on the tiny corpus of ``corpus_fixtures.build_covost``
+(Common Voice 4 + CoVoST 2 layout, en fr zh only). Stage 6 and the lock run in a stand-in recipe
+whose ``osoup-train`` and ``local/data.sh`` only record how they were called, so the tests check
+the script's bookkeeping in seconds without training anything.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import corpus_fixtures as cf  # noqa: E402
+from conftest import REPO, recipe_env  # noqa: E402
+
+from osoup.data.datadir import read_scp  # noqa: E402
+
+ASR_SH = REPO / "egs" / "TEMPLATE" / "asr.sh"
+
+
+def _run(cwd: Path, args: list[str], env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- stage 1 of egs/covost2
+
+
+@pytest.fixture
+def covost_recipe(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    """A copy of egs/covost2 (next to TEMPLATE and utils) and the environment naming the tiny corpus."""
+    cv_root, covost_root = cf.build_covost(tmp_path / "corpus")
+    egs = tmp_path / "egs"
+    shutil.copytree(REPO / "egs" / "TEMPLATE", egs / "TEMPLATE")
+    shutil.copytree(REPO / "egs" / "covost2", egs / "covost2", symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "dump", "exp"))
+    (tmp_path / "utils").symlink_to(REPO / "utils")
+    env = dict(recipe_env(), COMMONVOICE=str(cv_root), COVOST2=str(covost_root))
+    return egs / "covost2", env, cv_root
+
+
+# The fixture plants bad rows on purpose (3 of train_fr's 5 are bad): allow them.
+STAGE1 = ["run.sh", "--asr-langs", "en fr", "--st-langs", "fr", "--stage", "1", "--stop-stage", "1",
+          "--local-data-opts", "--max-bad-frac 0.6"]
+
+
+def test_covost2_language_subset_restricts_data_stage(covost_recipe) -> None:
+    """--asr-langs/--st-langs reach local/data.sh: the corpus has no de, es or ca, and no one asks."""
+    recipe, env, _ = covost_recipe
+    r = _run(recipe, STAGE1, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    made = sorted(p.name for p in (recipe / "data").iterdir() if not p.name.startswith("."))
+    assert made == ["dev_en", "dev_fr", "test_en", "test_fr", "train_en", "train_fr"]
+    assert (recipe / "data" / "train_fr" / "text.en").is_file()
+    assert not (recipe / "data" / "train_en" / "text.en").exists()
+
+
+def test_stage1_reruns_when_the_corpus_changes(covost_recipe) -> None:
+    recipe, env, cv_root = covost_recipe
+    r = _run(recipe, STAGE1, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text_fr = recipe / "data" / "train_fr" / "text"
+    before = text_fr.stat().st_mtime_ns
+
+    r = _run(recipe, STAGE1, env)  # nothing changed: skipped
+    assert r.returncode == 0 and "Stage 1: data dirs already prepared" in r.stderr, r.stderr[-3000:]
+    assert text_fr.stat().st_mtime_ns == before
+
+    tsv = cv_root / "fr" / "validated.tsv"
+    tsv.write_text(tsv.read_text(encoding="utf-8").replace('Il a dit "non".', 'Il a dit "oui".'), encoding="utf-8")
+    r = _run(recipe, STAGE1, env)
+    assert r.returncode == 0 and "Stage 1: data preparation" in r.stderr, r.stderr[-3000:]
+    assert read_scp(text_fr)["aa11-common_voice_fr_3"] == 'Il a dit "oui".'
+
+    (cv_root / "en" / "clips" / "common_voice_en_2.mp3").unlink()  # a deleted clip
+    r = _run(recipe, STAGE1, env)
+    assert r.returncode == 0 and "Stage 1: data preparation" in r.stderr, r.stderr[-3000:]
+    assert sorted(read_scp(recipe / "data" / "train_en" / "text")) == ["dd44-common_voice_en_1"]
+
+    r = _run(recipe, [*STAGE1[:-1], "--max-bad-frac 0.7"], env)  # another option of local/data.sh
+    assert r.returncode == 0 and "Stage 1: data preparation" in r.stderr, r.stderr[-3000:]
+
+
+def test_stage1_names_a_missing_corpus_root(covost_recipe) -> None:
+    recipe, env, _ = covost_recipe
+    del env["COVOST2"]
+    r = _run(recipe, STAGE1, env)
+    assert r.returncode == 1
+    assert "COVOST2 is not set" in r.stderr
+    assert not (recipe / "data" / ".stage1.done").exists()
+
+
+# ------------------------------------------------- a stand-in recipe: lock, options, stage 6
+
+FAKE_DATA_SH = """\
+#!/usr/bin/env bash
+# Stand-in stage 1: records its arguments; waits for ./go when asked to.
+set -euo pipefail
+list_inputs=false asr_langs="" st_langs="" ssl_sets="" nj=1 wait_for_go=false x=""
+. utils/parse_options.sh
+if [ "$list_inputs" = true ]; then exit 0; fi
+printf '%s\\n' "$asr_langs" "$st_langs" "$x" > data_sh_args
+if [ "$wait_for_go" = true ]; then while [ ! -e go ]; do sleep 0.05; done; fi
+exit 3
+"""
+
+FAKE_TRAIN = """\
+#!/usr/bin/env bash
+# Stand-in osoup-train: records its arguments and leaves a checkpoint in --exp-dir.
+printf '%s\\n' "$*" >> "$TRAIN_CALLS"
+while [ $# -gt 0 ]; do
+  if [ "$1" = --exp-dir ]; then mkdir -p "$2" && echo ckpt > "$2/latest.pt"; fi
+  shift
+done
+"""
+
+FAKE_LATER = """\
+#!/usr/bin/env bash
+# Stand-in osoup-decode, osoup-score and osoup-results: record the call; results writes --out/RESULTS.md.
+printf '%s %s\\n' "${0##*/}" "$*" >> "$LATER_CALLS"
+while [ $# -gt 0 ]; do
+  if [ "$1" = --out ]; then mkdir -p "$2" && echo "| method |" > "$2/RESULTS.md"; fi
+  shift
+done
+"""
+
+
+@pytest.fixture
+def fake_recipe(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A recipe dir whose local/data.sh and osoup-train (first on PATH via OSOUP_ROOT) are stand-ins,
+    with the markers of stages 1-5 for ASR in English already in place."""
+    root = tmp_path / "root"  # what path.sh takes for the repository: its venv is the stand-in's
+    venv_bin = root / "tools" / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(sys.executable)
+    (venv_bin / "osoup-train").write_text(FAKE_TRAIN, encoding="utf-8")
+    (venv_bin / "osoup-train").chmod(0o755)
+    for name in ("osoup-decode", "osoup-score", "osoup-results"):
+        (venv_bin / name).write_text(FAKE_LATER, encoding="utf-8")
+        (venv_bin / name).chmod(0o755)
+    (root / "utils").symlink_to(REPO / "utils")
+    recipe = tmp_path / "recipe"
+    (recipe / "local").mkdir(parents=True)
+    (recipe / "path.sh").symlink_to(REPO / "egs" / "TEMPLATE" / "path.sh")
+    (recipe / "utils").symlink_to(REPO / "utils")
+    (recipe / "db.sh").write_text("# shellcheck shell=bash\n", encoding="utf-8")
+    (recipe / "local" / "data.sh").write_text(FAKE_DATA_SH, encoding="utf-8")
+    (recipe / "local" / "data.sh").chmod(0o755)
+    (recipe / "conf").mkdir()
+    (recipe / "conf" / "train.yaml").write_text("epochs: 1\n", encoding="utf-8")
+    for marker in ("dump/fbank/global_cmvn.json.done", "data/token/asr_en/.done", "dump/asr/train_en/.done",
+                   "dump/asr/dev_en/.done", "dump/fbank/train_en/.done"):
+        (recipe / marker).parent.mkdir(parents=True, exist_ok=True)
+        (recipe / marker).write_text("sig\n", encoding="utf-8")
+    env = dict(recipe_env(), OSOUP_ROOT=str(root), TRAIN_CALLS=str(tmp_path / "train_calls"),
+               LATER_CALLS=str(tmp_path / "later_calls"))
+    return recipe, env
+
+
+def _calls(env: dict[str, str]) -> list[str]:
+    path = Path(env["TRAIN_CALLS"])
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+STAGE6 = [str(ASR_SH), "--asr-langs", "en", "--stage", "6", "--stop-stage", "6", "--method", "vs", "--ngpu", "0"]
+
+
+def test_stage6_signature(fake_recipe) -> None:
+    recipe, env = fake_recipe
+    exp = recipe / "exp" / "vs"
+    r = _run(recipe, STAGE6, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(_calls(env)) == 1 and "--method vs" in _calls(env)[0] and "--resume" in _calls(env)[0]
+    assert (exp / ".train.done").is_file() and not (exp / ".train.progress").exists()
+
+    r = _run(recipe, STAGE6, env)  # unchanged: skipped
+    assert r.returncode == 0 and "Stage 6: exp/vs already trained" in r.stderr, r.stderr[-3000:]
+    assert len(_calls(env)) == 1
+
+    # another config: trained again, the old experiment kept aside
+    (recipe / "conf" / "train.yaml").write_text("epochs: 2\n", encoding="utf-8")
+    r = _run(recipe, STAGE6, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(_calls(env)) == 2 and "moving it to exp/vs.old1" in r.stderr
+    assert (recipe / "exp" / "vs.old1" / "latest.pt").is_file() and (exp / ".train.done").is_file()
+
+    # other options, or changed inputs of stages 1-5, also retrain
+    r = _run(recipe, [*STAGE6, "--train-opts", "--epochs 3"], env)
+    assert r.returncode == 0 and len(_calls(env)) == 3, r.stderr[-3000:]
+    assert _calls(env)[-1].endswith("--resume --epochs 3") and (recipe / "exp" / "vs.old2").is_dir()
+    (recipe / "dump" / "asr" / "train_en" / ".done").write_text("other sig\n", encoding="utf-8")
+    r = _run(recipe, [*STAGE6, "--train-opts", "--epochs 3"], env)
+    assert r.returncode == 0 and len(_calls(env)) == 4 and (recipe / "exp" / "vs.old3").is_dir()
+
+
+def test_stage6_killed_run_resumes_in_place(fake_recipe) -> None:
+    recipe, env = fake_recipe
+    exp = recipe / "exp" / "vs"
+    assert _run(recipe, STAGE6, env).returncode == 0
+    # Pretend the run was killed: its progress marker (same signature) instead of the done marker.
+    (exp / ".train.done").rename(exp / ".train.progress")
+    r = _run(recipe, STAGE6, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(_calls(env)) == 2 and "moving" not in r.stderr and not (recipe / "exp" / "vs.old1").exists()
+    assert (exp / "latest.pt").is_file() and (exp / ".train.done").is_file()
+
+
+def test_stages_7_to_9_pass_options_as_words(fake_recipe) -> None:
+    """Two methods trained (stand-in), then decoded with --decode-opts, scored and compared."""
+    recipe, env = fake_recipe
+    args = [str(ASR_SH), "--asr-langs", "en", "--stage", "6", "--stop-stage", "9", "--methods", "vs vm:asr>ssl",
+            "--ngpu", "0", "--decode-opts", "--batch-frames 100 --device cpu"]
+    r = _run(recipe, args, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    calls = Path(env["LATER_CALLS"]).read_text(encoding="utf-8").splitlines()
+    assert [c.split()[0] for c in calls] == ["osoup-decode"] * 2 + ["osoup-score"] * 2 + ["osoup-results"]
+    assert "--exp-dir exp/vm_asr-ssl " in calls[1] and calls[1].endswith("--tag greedy --batch-frames 100 --device cpu")
+    assert "--label vm:asr>ssl" in calls[3]
+    assert "--exps exp/vs exp/vm_asr-ssl --labels vs vm:asr>ssl --out exp/RESULTS_compare" in calls[4]
+    assert "| method |" in r.stdout  # the comparison table is shown
+
+
+def test_stage6_names_missing_inputs(fake_recipe) -> None:
+    recipe, env = fake_recipe
+    (recipe / "data" / "token" / "asr_en" / ".done").unlink()
+    r = _run(recipe, STAGE6, env)
+    assert r.returncode == 1
+    assert "stage 6 needs data/token/asr_en/.done: run stages 1-5 first" in r.stderr
+    assert _calls(env) == []
+
+
+def test_option_strings_are_split_not_evaluated(fake_recipe) -> None:
+    recipe, env = fake_recipe
+    args = [str(ASR_SH), "--asr-langs", "en fr", "--stage", "1", "--stop-stage", "1"]
+    r = _run(recipe, [*args, "--local-data-opts", "--x $(touch${IFS}pwned)"], env)
+    assert r.returncode != 0  # the stand-in data.sh fails after recording its arguments
+    assert (recipe / "data_sh_args").read_text(encoding="utf-8").splitlines() == ["en fr", "", "$(touch${IFS}pwned)"]
+    assert not (recipe / "pwned").exists()
+    r = _run(recipe, [*args, "--local-data-opts", "--x 'a b'"], env)
+    assert r.returncode == 1
+    assert "--local-data-opts '--x 'a b'': quotes and backslashes are not interpreted" in r.stderr
+
+
+def test_second_run_of_a_stage_stops_at_once(fake_recipe) -> None:
+    """Two concurrent invocations: the first holds stage 1 (its data.sh waits), the second says
+    which PID holds the lock and exits 1 without waiting; the lock dies with its holder."""
+    recipe, env = fake_recipe
+    args = [str(ASR_SH), "--asr-langs", "en", "--stage", "1", "--stop-stage", "1", "--local-data-opts",
+            "--wait-for-go true"]
+    lock = recipe / "data" / ".lock" / "stage1"
+    first = subprocess.Popen(["bash", *args], cwd=recipe, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (recipe / "data_sh_args").exists():  # the first run is inside stage 1
+            assert time.time() < deadline and first.poll() is None, "the first run never reached local/data.sh"
+            time.sleep(0.05)
+        assert lock.read_text(encoding="utf-8").strip() == str(first.pid)
+        start = time.time()
+        second = _run(recipe, args, env, timeout=60)
+        assert second.returncode == 1
+        assert f"ERROR: another run (PID {first.pid}) holds the lock of stage 1 in {recipe}" in second.stderr
+        assert time.time() - start < 30  # it did not wait for the first run
+    finally:
+        (recipe / "go").touch()
+        first.wait(timeout=60)
+    with open(lock, "a", encoding="utf-8") as f:  # free again once its holder has exited
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_lock_held_by_another_process(fake_recipe) -> None:
+    """Any process holding the lock file with flock(2) blocks the stage, and its PID is named."""
+    recipe, env = fake_recipe
+    lock = recipe / "data" / ".lock" / "stage6.vs"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w", encoding="utf-8") as f:
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_EX)
+        r = _run(recipe, STAGE6, env)
+    assert r.returncode == 1
+    assert f"another run (PID {os.getpid()}) holds the lock of stage 6 of exp/vs" in r.stderr
+    assert _calls(env) == []
+
+
+def test_recipes_pass_languages_not_corpus_knowledge_to_template() -> None:
+    """The template names no corpus: its corpus roots and files come from the recipes."""
+    text = ASR_SH.read_text(encoding="utf-8")
+    for name in ("COMMONVOICE", "COVOST2", "LIBRISPEECH", "AISHELL", "eval "):
+        assert name not in text, name
+    run_sh = (REPO / "egs" / "covost2" / "run.sh").read_text(encoding="utf-8")
+    assert "--local-data-opts" not in run_sh
+
+
+def test_librispeech_aishell_lists_its_inputs(tmp_path: Path) -> None:
+    """local/data.sh --list-inputs of egs/librispeech_aishell: transcripts, SPEAKERS.TXT, the
+    speaker/chapter dirs of the parts asked for, AISHELL's transcript and tarballs."""
+    root = cf.build_librispeech(tmp_path / "ls")
+    cf.build_aishell(tmp_path / "ai")
+    env = dict(recipe_env(), LIBRISPEECH=str(root), AISHELL=str(tmp_path / "ai"))
+    recipe = REPO / "egs" / "librispeech_aishell"
+    r = _run(recipe, ["local/data.sh", "--list-inputs", "true", "--ssl-sets", "ssl_train-clean-360_en"], env)
+    assert r.returncode == 0, r.stderr
+    listed = set(r.stdout.splitlines())
+    ls = root / "LibriSpeech"
+    ai = tmp_path / "ai" / "data_aishell"
+    expected = {ls / "SPEAKERS.TXT", ls / "train-clean-100" / "103" / "1240",
+                ls / "train-clean-100" / "103" / "1240" / "103-1240.trans.txt", ls / "train-clean-360" / "14" / "208",
+                ai / "transcript" / "aishell_transcript_v0.8.txt", ai / "wav" / "S0002.tar.gz",
+                ai / "wav" / "test" / "S0764"}
+    assert {str(p) for p in expected} <= listed
+    assert not any(p.endswith(".flac") or p.endswith(".wav") for p in listed)  # audio files are not listed
+    r = _run(recipe, ["local/data.sh", "--list-inputs", "true", "--asr-langs", "zh"], env)
+    assert r.returncode == 0 and str(ls / "SPEAKERS.TXT") not in r.stdout
+    r = _run(recipe, ["local/data.sh", "--list-inputs", "true", "--asr-langs", "en fr"], env)
+    assert r.returncode == 1 and "'fr': this recipe has en (LibriSpeech) and zh (AISHELL-1)" in r.stderr
+
+
+@pytest.mark.parametrize("recipe", ["covost2", "librispeech_aishell", "mini_soup"])
+def test_recipe_help(recipe: str) -> None:
+    r = _run(REPO / "egs" / recipe, ["run.sh", "--help"], recipe_env(), timeout=60)
+    assert r.returncode == 0 and "--local-data-opts" in r.stdout and "--decode-opts" in r.stdout
+
+
+def test_stage_lib_inputs_checksum(tmp_path: Path) -> None:
+    """Size or mtime of a listed file, an entry added to a listed dir, a missing path: each changes it."""
+    lib = REPO / "utils" / "stage_lib.sh"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("abc", encoding="utf-8")
+    listing = f"{tmp_path / 'f'}\n{tmp_path / 'd'}\n"
+
+    def checksum() -> str:
+        r = subprocess.run(["bash", "-c", f"log() {{ :; }}; . {lib}; inputs_checksum"], input=listing,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    seen = [checksum()]
+    assert checksum() == seen[0]
+    os.utime(tmp_path / "f", ns=(1, 1))
+    seen.append(checksum())
+    (tmp_path / "d" / "clip.mp3").write_bytes(b"x")
+    seen.append(checksum())
+    (tmp_path / "f").unlink()
+    seen.append(checksum())
+    assert len(set(seen)) == len(seen) and all(len(s) == 32 for s in seen)
+
+
+def test_stage_lib_split_opts() -> None:
+    lib = REPO / "utils" / "stage_lib.sh"
+    script = textwrap.dedent(f"""\
+        log() {{ echo "$*" >&2; }}
+        . {lib}
+        split_opts a some-opts "$1" || exit 1
+        printf '<%s>' "${{a[@]}}"
+        """)
+    r = subprocess.run(["bash", "-c", script, "x", "  --a 1   --b * "], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == "<--a><1><--b><*>"  # no glob expansion either
+    r = subprocess.run(["bash", "-c", script, "x", '--a "1 2"'], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "--some-opts" in r.stderr
