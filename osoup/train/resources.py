@@ -187,9 +187,10 @@ def measure_experiment(exp_dir: str | Path, model_file: str = expdir.BEST, data_
     model, tokenizers = read_packed(packed)
     loads = load_times(packed, n_loads)
     sets = time_decoding(model, tokenizers, data_dir, split, n_utts)
-    log.info("%s: %d parameters, %d bytes, load %.3f s", packed, count_parameters(model)["total"],
-             packed.stat().st_size, statistics.median(loads))
+    params, size = count_parameters(model), os.stat(packed).st_size
+    log.info("%s: %d parameters, %d bytes, load %.3f s (median of %d)", packed, params["total"], size,
+             statistics.median(loads), len(loads))
     return {"exp": str(exp_dir), "packed": str(packed), "packed_now": packed_now,
             "packed_from": model_file if packed_now else None, "heads": list(model.heads),
-            "params": count_parameters(model), "size_bytes": os.stat(packed).st_size,
+            "params": params, "size_bytes": size,
             "load_sec": {"median": statistics.median(loads), "values": loads}, "decode": {"sets": sets}}
