@@ -54,8 +54,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "kaldi-native-fbank"],
-        # solvers of the optional weightings (--weighting upgrad | cagrad | nash_mtl)
-        "solvers": ["torchjd[quadprog-projector,cagrad,nash-mtl]==0.18.0"],
+        # solvers of the optional weightings (--weighting upgrad | dualproj | cagrad | nash_mtl | fairgrad)
+        "solvers": ["torchjd[quadprog-projector,cagrad,nash-mtl,fairgrad]==0.18.0"],
     },
     entry_points={
         "console_scripts": [f"osoup-{name}={mod}:main" for name, mod in COMMANDS.items()]

@@ -1,7 +1,8 @@
-"""Step cost of the MOO methods relative to the plain joint step (issue 4, part 5).
+"""Step cost of the MOO methods relative to the plain step (docs/design.md, "MOO core"; docs/weightings.md).
 
     tools/venv/bin/python bench/bench_moo_step.py                 # CPU, "tiny", 4 utts x 2 s per objective; ~5 min on 2 idle cores
     tools/venv/bin/python bench/bench_moo_step.py --device cuda --size 58m
+    tools/venv/bin/python bench/bench_moo_step.py --methods baseline,joint,modo_vs --weightings new
 
 M = 10 objectives (asr_{en,fr,de,es,ca}, st_{fr,de,es,ca}, ssl = CPC), each with its own random
 batch (``--utts`` × ``--secs`` of 80-dim features, split in two halves of disjoint utterances)
@@ -13,8 +14,12 @@ Methods: ``baseline`` (sequential ``loss.backward()`` into ``.grad`` per objecti
 ``joint`` (Soup fast path), ``modo_vs`` (full-gradient MoDo over all 10), ``vm`` (asr > st > ssl,
 MoDo per level), ``vm_sel`` (vm with layer selection: ``--moo-layers`` of the encoder's groups,
 probe every ``--conflict-interval`` steps; its time is amortised: (probe + (N-1) ordinary) / N,
-its memory is the probe's), ``pcgrad`` and ``upgrad`` (torchjd, vs; skipped with a note when a
-solver is missing).
+its memory is the probe's), and any weighting of the registry (``osoup.moo.WEIGHTINGS``) by
+its name: ``vs`` over all 10 objectives with that weighting inside its one level, e.g.
+``pcgrad``, ``upgrad``, ``famo`` (skipped with a note when a solver is missing).
+``--weightings`` appends registry names to ``--methods``: a list, ``new`` (the weightings
+added with docs/weightings.md) or ``all`` (every registry weighting except ``modo``, which is
+``modo_vs``, and ``static``, which needs weights).
 
 Each method runs in its own worker process (peak RSS only grows on CPU); the parent asks the
 workers for one timed step at a time, method after method, so drift hits all methods alike,
@@ -32,6 +37,24 @@ import time
 
 OBJECTIVES = ["asr_en", "asr_fr", "asr_de", "asr_es", "asr_ca", "st_fr", "st_de", "st_es", "st_ca", "ssl"]
 METHODS = ["baseline", "joint", "modo_vs", "vm", "vm_sel", "pcgrad", "upgrad"]
+ENGINE_METHODS = ("baseline", "joint", "modo_vs", "vm", "vm_sel")
+NEW_WEIGHTINGS = ["fairgrad", "gradvac", "sdmgrad", "dualproj", "config", "krum",
+                  "famo", "stch", "geometric_mean", "imtl_l", "rlw", "cosmos", "pbi"]
+
+
+def _weighting_names() -> list[str]:
+    """Registry weightings the bench can run as ``vs`` with that weighting."""
+    from osoup.moo import WEIGHTINGS
+
+    return [w for w in WEIGHTINGS if w not in ("modo", "static") and w not in ENGINE_METHODS]
+
+
+def _expand_weightings(value: str) -> list[str]:
+    if value == "new":
+        return list(NEW_WEIGHTINGS)
+    if value == "all":
+        return _weighting_names()
+    return [w.strip() for w in value.split(",") if w.strip()]
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -81,10 +104,11 @@ def _worker(args: argparse.Namespace) -> None:
         kw.update(layer_groups=model.encoder.layer_groups(), moo_layers=args.moo_layers,
                   conflict_interval=1 if args.probe else args.conflict_interval,
                   probe_coords=args.probe_coords or None)
-    recipe = {"joint": "joint", "modo_vs": "vs", "vm": "vm", "vm_sel": "vm", "pcgrad": "vs", "upgrad": "vs"}.get(method)
+    recipe = {"joint": "joint", "modo_vs": "vs", "vm": "vm", "vm_sel": "vm"}.get(method, None if method == "baseline" else "vs")
     if recipe is not None:
         try:
-            soup = make_soup(recipe, shared, heads, OBJECTIVES, "ssl", weighting=method if method in ("pcgrad", "upgrad") else "modo", **kw)
+            weighting = "modo" if method in ENGINE_METHODS else method
+            soup = make_soup(recipe, shared, heads, OBJECTIVES, "ssl", weighting=weighting, **kw)
         except ImportError as e:
             print(json.dumps({"skip": str(e)}), flush=True)
             return
@@ -146,7 +170,7 @@ def _spawn(args: argparse.Namespace, method: str, probe: bool = False) -> subpro
             "--warmup", str(args.warmup), "--threads", str(args.threads), "--moo-layers", str(args.moo_layers),
             "--conflict-interval", str(args.conflict_interval), "--probe-coords", str(args.probe_coords)]
            + (["--probe"] if probe else []))
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
 
 
 def _moo_layers(value: str) -> int | float:
@@ -157,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--size", default=None, help="MODEL_CONFIGS name (default: tiny on CPU, 58m on CUDA)")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS), help="engine methods and/or registry weighting names")
+    ap.add_argument("--weightings", default="", help="registry weightings to add to --methods: a list, 'new' or 'all'")
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per method (interleaved)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--utts", type=int, default=4, help="utterances per objective batch (two halves)")
@@ -183,9 +208,13 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    methods += [w for w in _expand_weightings(args.weightings) if w not in methods]
+    known = list(ENGINE_METHODS) + _weighting_names()
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        ap.error(f"unknown methods {unknown}; known: {METHODS}")
+        ap.error(f"unknown methods {unknown}; known: {known}")
+    if "baseline" not in methods:
+        ap.error("--methods must include baseline (the ratios are relative to it)")
     runs = [(m, False) for m in methods] + ([("vm_sel", True)] if "vm_sel" in methods else [])
     t_start = time.time()
     workers, skipped = {}, {}
@@ -231,20 +260,22 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device={args.device} size={args.size} M={len(OBJECTIVES)} batch={args.utts}x{args.secs}s/objective "
           f"repeats={args.repeats} (medians, interleaved) moo_layers={args.moo_layers} conflict_interval={n} "
           f"probe_coords={args.probe_coords or 'all'}")
-    print(f"{'method':10s} {'step s':>8s} {'x time':>7s} {'peak MiB':>9s} {'x mem':>6s}  notes")
+    print(f"{'method':15s} {'step s':>8s} {'x time':>7s} {'peak MiB':>9s} {'x mem':>6s}  notes")
     for r in rows:
         if "skipped" in r:
-            print(f"{r['method']:10s} {'-':>8s} {'-':>7s} {'-':>9s} {'-':>6s}  skipped: {r['skipped']}")
+            print(f"{r['method']:15s} {'-':>8s} {'-':>7s} {'-':>9s} {'-':>6s}  skipped: {r['skipped'][:90]}")
             continue
         note = ""
         if r["method"] == "vm_sel":
             note = (f"amortised; ordinary {r['time_ordinary_s']:.3f}s, probe {r['time_probe_s']:.3f}s; "
                     f"ordinary-step mem {r['mem_ordinary_mib']:.0f} MiB")
-        print(f"{r['method']:10s} {r['time_s']:8.3f} {r['time_ratio']:7.3f} {r['mem_mib']:9.0f} {r['mem_ratio']:6.3f}  {note}")
+        print(f"{r['method']:15s} {r['time_s']:8.3f} {r['time_ratio']:7.3f} {r['mem_mib']:9.0f} {r['mem_ratio']:6.3f}  {note}")
     print(f"(total {time.time() - t_start:.0f}s)")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+        os.replace(tmp, args.json)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Loss-based weightings, which torchjd does not have: uncertainty weighting and DWA.
+"""Loss-based weightings with their own state updates: uncertainty weighting, IMTL-L and DWA.
 
 Both decide the weights of a step from losses already seen, so the weights are known before the
 step's backward passes and the engine never keeps per-objective gradients for them
@@ -6,6 +6,11 @@ step's backward passes and the engine never keeps per-objective gradients for th
 halves, detached) and returns the weights of the NEXT step. Everything stays on the losses'
 device; non-finite losses are ignored (the trainer skips such steps, so they must not poison
 the state), without reading anything back to the host.
+
+torchjd has these as scalarizers whose learnt parameters the user's optimiser steps
+(``UW``, ``IMTLL``) or whose history the user rolls per epoch (``DWA``); here each weighting
+steps its own state. The other torchjd scalarizers are in :mod:`osoup.moo.scalarizers` and
+:mod:`osoup.moo.famo`.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from torch import Tensor
 from osoup.moo.weighting import Weighting
 
 
-def _check_losses(name: str, k: int, losses: Tensor | None) -> Tensor:
+def check_losses(name: str, k: int, losses: Tensor | None) -> Tensor:
+    """The level's losses [k], detached; a clear error for None or a wrong shape."""
     if losses is None:
         raise ValueError(f"{name}.update needs the level's losses, got None")
     if losses.shape != (k,):
@@ -67,7 +73,7 @@ class UncertaintyWeighting(Weighting):
         return self
 
     def update(self, gram12: Tensor | None = None, losses: Tensor | None = None) -> Tensor:
-        loss = _check_losses("UncertaintyWeighting", self.k, losses).to(self.log_vars)
+        loss = check_losses("UncertaintyWeighting", self.k, losses).to(self.log_vars)
         s = self.log_vars
         finite = torch.isfinite(loss)
         grad = torch.where(finite, 1.0 - torch.exp(-s) * torch.nan_to_num(loss), torch.zeros_like(s))
@@ -133,7 +139,7 @@ class DWA(Weighting):
         return self
 
     def update(self, gram12: Tensor | None = None, losses: Tensor | None = None) -> Tensor:
-        loss = _check_losses("DWA", self.k, losses).to(self._sum)
+        loss = check_losses("DWA", self.k, losses).to(self._sum)
         finite = torch.isfinite(loss)
         self._sum = self._sum + torch.where(finite, loss, torch.zeros_like(loss))
         self._cnt = self._cnt + finite.to(self._cnt.dtype)
@@ -165,3 +171,30 @@ class DWA(Weighting):
 
     def __repr__(self) -> str:
         return f"DWA(k={self.k}, temperature={self.temperature}, window={self.window})"
+
+
+class IMTLL(UncertaintyWeighting):
+    """IMTL-L, the loss-balancing half of Impartial MTL (Liu et al. 2021): ``S = Σ_m e^{s_m} l_m − s_m``.
+
+    The weight of objective m is ``e^{s_m}`` and the scales ``s`` are learnt with the gradient
+    ``e^{s_m} l_m − 1`` (optimum ``s_m = −log l_m``: every scaled loss pulled to 1). torchjd's
+    ``scalarization.IMTLL`` leaves ``s`` to the user's optimiser; here the weighting takes its own
+    Adam step in :meth:`update` (``lr``, ``betas``, ``eps``), as :class:`UncertaintyWeighting`
+    does. With ``s = −log_vars`` the two are the same method: Adam is odd in the gradient, so
+    the weights are equal step for step (``test/test_moo_scalarizers.py`` checks this class
+    against torchjd's IMTLL driven by ``torch.optim.Adam``). ``init`` is the initial ``s``.
+    """
+
+    def __init__(self, k: int, lr: float = 1e-2, init: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        if not (isinstance(init, (int, float)) and math.isfinite(init)):
+            raise ValueError(f"IMTLL init must be finite, got {init!r}")
+        super().__init__(k, lr=lr, init=-float(init), betas=betas, eps=eps)
+
+    @property
+    def log_scales(self) -> Tensor:
+        """The learnt log-scales ``s`` (weights ``e^s``)."""
+        return -self.log_vars
+
+    def __repr__(self) -> str:
+        return f"IMTLL(k={self.k}, lr={self.lr})"
