@@ -17,6 +17,7 @@ OBJECTIVES = "objectives.json"
 TRAIN_LOG = "train.log"
 LATEST = "latest.pt"
 BEST = "best.pt"
+PRETRAIN = "pretrain.pt"
 TRAIN_SUMMARY = "train_summary.json"
 TENSORBOARD = "tensorboard"
 TRAIN_DONE = ".train.done"
@@ -33,7 +34,8 @@ _AVG_RE = re.compile(r"^avg(\d+)\.pt$")
 _RANK_FILE_RE = re.compile(r"^(train\.rank\d+\.log|trace(\.rank\d+)?\.jsonl)$")
 _TRAIN = "osoup-train (recipe stage 6)"
 _WRITERS = {
-    CONFIG: _TRAIN, OBJECTIVES: _TRAIN, TRAIN_LOG: _TRAIN, LATEST: _TRAIN, BEST: _TRAIN, TRAIN_SUMMARY: _TRAIN,
+    CONFIG: _TRAIN, OBJECTIVES: _TRAIN, TRAIN_LOG: _TRAIN, LATEST: _TRAIN, BEST: _TRAIN, PRETRAIN: _TRAIN,
+    TRAIN_SUMMARY: _TRAIN,
     TENSORBOARD: _TRAIN, TRAIN_DONE: "egs/TEMPLATE/asr.sh (stage 6)",
     DECODE_CONF: "osoup-decode (recipe stage 7)", RESULTS_MD: "osoup-score --exp (recipe stage 8)",
     RESULTS_JSON: "osoup-score --exp (recipe stage 8)", CONFLICT_DIR: "osoup-conflict (recipe stage 10)",

@@ -86,7 +86,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[TextIO]:
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and (e.filename is None or e.filename == tmp):
+        if isinstance(e, OSError) and e.errno is not None and (e.filename is None or e.filename == tmp):
             raise OSError(e.errno, e.strerror, str(path)) from e  # name the output, not the temp file
         raise
 

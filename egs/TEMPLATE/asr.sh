@@ -20,9 +20,17 @@
 #   6  training, one experiment per method and seed          -> exp/<method>[_seed<N>]/
 #   7  CTC decoding of the test sets with every head         -> exp/<tag>/decode_<search>/<set>/hyp.{asr,st}
 #   8  scoring (WER, CER for zh, BLEU)                       -> exp/<tag>/RESULTS.md, results.json
-#   9  comparison of all methods (tables, radar, trade-off)  -> exp/RESULTS_compare/
+#   9  comparison of all methods (tables, radar, trade-off, resources) -> exp/RESULTS_compare/
 #   10 gradient-conflict analysis of the first method       -> exp/<tag>/conflict/ (suggested_levels.txt)
-# Stages 1-6 and 10 write a .done marker holding a signature of their options and inputs (stage 1:
+#   11 model soups of --soup-methods (osoup-soup)            -> exp/soup[_<exp_tag>]/
+# Baselines in --methods besides the training methods of osoup-train:
+#   single        one model per supervised objective (joint on that objective + SSL, or alone
+#                 without SSL), exp/single_<asr|st>_<lang>; each decodes its own language's test
+#                 sets with its own head; stage 9 shows them as one method "single"
+#   static_sweep  joint with fixed task-group weights, one experiment per point of --static-grid,
+#                 exp/static_sweep_<point>; stage 9 reports the point with the lowest dev loss
+#                 and lists every point's dev loss
+# Stages 1-6, 10 and 11 write a .done marker holding a signature of their options and inputs (stage 1:
 # the size and mtime of every corpus file local/data.sh lists); a rerun skips finished steps and
 # redoes killed or outdated ones. Stage 6 moves an experiment trained from other options or inputs
 # to exp/<tag>.old<N> before training it again. Each stage (each experiment in stages 6-8, 10)
@@ -68,7 +76,9 @@ subsampling=4             # encoder subsampling factor for the CTC length filter
 method=""                 # one method: vs | vc | vm | joint | two_stage | two_stage_static | peft
 recipe=""                 # older name of --method
 levels=""                 # vm hierarchy for --method vm, e.g. "asr>st>ssl" (UAS) or "st>asr>ssl" (USA)
-methods="vm:asr>st>ssl"   # several methods (used when --method is empty): "method[:levels] ..."
+methods="vm:asr>st>ssl"   # several methods (used when --method is empty): "method[:levels] ...", also single static_sweep
+static_grid="asr:0.6,st:0.3,ssl:0.1 asr:0.45,st:0.45,ssl:0.1 asr:0.3,st:0.6,ssl:0.1 asr:0.4,st:0.4,ssl:0.2"  # static_sweep's points (--task-weights values)
+init_from=""              # stage 6: initialise every experiment trained now from this model file, e.g. exp/two_stage/pretrain.pt
 train_config=conf/train.yaml  # osoup-train YAML config (model size, lr, epochs, penalties ...)
 train_opts=""             # extra osoup-train options (words), e.g. "--ssl bestrq --gamma 0.05"
 seeds=1                   # train each method with seeds 1..N (N>1: mean +- std in the comparison)
@@ -84,6 +94,9 @@ decode_model=best.pt      # checkpoint to decode: best.pt | latest.pt | avgN.pt
 decode_opts=""            # extra osoup-decode options (words), e.g. "--batch-frames 20000 --device cpu"
 conflict_batches=20       # stage 10: batches per objective for the gradient-conflict analysis
 conflict_opts=""          # stage 10: extra osoup-conflict options, e.g. "--split dev --threshold 0.05"
+resources=true            # stage 9: also measure each method's deployment cost (paper Table 9: RESOURCES.md)
+soup_methods=""           # stage 11: methods (as in --methods) whose first-seed models osoup-soup averages; empty: skip
+soup_grid_step=0.1        # stage 11: spacing of the soup weight grid
 # End of options: --help lists "name=default  # comment" lines from "# General" to here.
 
 utils=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../utils" && pwd -P)
@@ -405,24 +418,49 @@ if [ -n "$method" ]; then
   methods=$method${levels:+:$levels}
 fi
 read -r -a method_arr <<< "$methods"
+read -r -a grid_arr <<< "$static_grid"
+# One entry per experiment: dir|method|levels|seed|asr langs|st langs|extra osoup-train words; labels: its column.
 exps=()
 labels=()
-for m in "${method_arr[@]}"; do
-  r=${m%%:*}
-  lv=""
-  if [[ $m == *:* ]]; then lv=${m#*:}; fi
-  name=$r${lv:+_$(echo "$lv" | tr '>,' '-+')}
+method_name() {  # method_name SPEC: the experiment name of "method[:levels]" (without tag and seed)
+  local r=${1%%:*} lv=""
+  if [[ $1 == *:* ]]; then lv=${1#*:}; fi
+  echo "$r${lv:+_$(echo "$lv" | tr '>,' '-+')}"
+}
+add_exp() {  # add_exp NAME METHOD LEVELS ASR ST EXTRA LABEL: the experiment and its seed replicas
+  local s tag
   for s in $(seq "$seeds"); do
-    tag=${exp_tag:+${exp_tag}_}$name
+    tag=${exp_tag:+${exp_tag}_}$1
     if [ "$seeds" -gt 1 ]; then tag=${tag}_seed$s; fi
-    exps+=("exp/$tag|$r|$lv|$s")
-    labels+=("$r${lv:+:$lv}")
+    exps+=("exp/$tag|$2|$3|$s|$4|$5|$6")
+    labels+=("$7")
   done
+}
+for m in "${method_arr[@]}"; do
+  case $m in
+    single)
+      for lang in "${asr_arr[@]}"; do add_exp "single_asr_$lang" joint "" "$lang" "" "" single; done
+      for lang in "${st_arr[@]}"; do add_exp "single_st_$lang" joint "" "" "$lang" "" single; done ;;
+    static_sweep)
+      if [ ${#grid_arr[@]} -eq 0 ]; then log "ERROR: --methods static_sweep needs --static-grid points"; exit 1; fi
+      for point in "${grid_arr[@]}"; do
+        add_exp "static_sweep_$(echo "$point" | tr -d ':' | tr ',' '-')" joint "" "$asr_langs" "$st_langs" \
+          "--task-weights $point" static_sweep
+      done ;;
+    *)
+      lv=""
+      if [[ $m == *:* ]]; then lv=${m#*:}; fi
+      add_exp "$(method_name "$m")" "${m%%:*}" "$lv" "$asr_langs" "$st_langs" "" "$m" ;;
+  esac
 done
-test_dirs=()
-for lang in "${langs[@]}"; do
-  for split in "${test_arr[@]}"; do test_dirs+=("${split}_${lang}"); done
-done
+lang_test_dirs() {  # lang_test_dirs "ASR LANGS" "ST LANGS": the test sets of these languages, in order
+  local lang split ltd_langs
+  read -r -a ltd_langs <<< "$(printf '%s\n' "$1" "$2" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
+  for lang in "${ltd_langs[@]}"; do
+    for split in "${test_arr[@]}"; do printf '%s ' "${split}_${lang}"; done
+  done
+}
+read -r -a test_dirs <<< "$(lang_test_dirs "$asr_langs" "$st_langs")"
 exp_lock() {  # exp_lock STAGE DIR: the lock file of one experiment's stage
   local tag=${2#exp/}
   echo "$lockdir/stage$1.${tag//\//-}"
@@ -431,8 +469,8 @@ ssl_train_sets=()  # SSL audio: every training set plus the SSL-only sets
 for lang in "${langs[@]}"; do ssl_train_sets+=("${train_split}_${lang}"); done
 ssl_train_sets+=("${ssl_arr[@]}")
 
-train_signature() {  # train_signature METHOD LEVELS SEED: the options and inputs of one experiment
-  local f lang inputs=("$train_config" "$dumpdir/fbank/global_cmvn.json.done")
+train_signature() {  # train_signature METHOD LEVELS SEED ASR ST EXTRA: the options and inputs of one experiment
+  local f lang init="" inputs=("$train_config" "$dumpdir/fbank/global_cmvn.json.done")
   for lang in "${asr_arr[@]}"; do
     inputs+=("$tokendir/asr_$lang/.done" "$dumpdir/asr/${train_split}_$lang/.done" "$dumpdir/asr/${valid_set}_$lang/.done")
   done
@@ -444,9 +482,13 @@ train_signature() {  # train_signature METHOD LEVELS SEED: the options and input
   for f in "${inputs[@]}"; do
     if [ ! -f "$f" ]; then log "ERROR: stage 6 needs $f: run stages 1-5 first"; return 1; fi
   done
-  printf 'train %s levels %s seed %s | asr %s | st %s | splits %s %s | ssl %s | opts %s| %s\n' "$1" "$2" "$3" \
-    "$asr_langs" "$st_langs" "$train_split" "$valid_set" "${ssl_arr[*]}" "$(printf '%q ' "${train_arr[@]}")" \
-    "$(checksum "${inputs[@]}")"
+  if [ -n "$init_from" ]; then  # the file's path, size and mtime: a new pre-training retrains
+    if [ ! -f "$init_from" ]; then log "ERROR: --init-from $init_from: file not found"; return 1; fi
+    init=" | init $init_from $(inputs_checksum <<< "$init_from")"
+  fi
+  printf 'train %s levels %s seed %s | asr %s | st %s | splits %s %s | ssl %s | opts %s%s| %s%s\n' "$1" "$2" "$3" \
+    "$4" "$5" "$train_split" "$valid_set" "${ssl_arr[*]}" "$(printf '%q ' "${train_arr[@]}")" "${6:+$6 }" \
+    "$(checksum "${inputs[@]}")" "$init"
 }
 
 move_aside() {  # move_aside DIR: rename an outdated experiment to DIR.old<N> (the first free N)
@@ -470,12 +512,12 @@ train_launcher() {  # the command that starts osoup-train: one process, or torch
 
 if in_stage 6; then
   for e in "${exps[@]}"; do
-    IFS='|' read -r dir r lv s <<< "$e"
+    IFS='|' read -r dir r lv s e_asr e_st extra <<< "$e"
     lock=$(exp_lock 6 "$dir")
     # Every node of a multi-node run trains the same experiment: one lock per node.
     if [ "$num_nodes" -gt 1 ]; then lock=$lock.$(hostname); fi
     take_lock "$lock" "stage 6 of $dir"
-    sig=$(train_signature "$r" "$lv" "$s") || exit 1
+    sig=$(train_signature "$r" "$lv" "$s" "$e_asr" "$e_st" "$extra") || exit 1
     if is_done "$dir/.train.done" "$sig"; then
       log "Stage 6: $dir already trained"; release_lock; continue
     fi
@@ -489,7 +531,7 @@ if in_stage 6; then
       fi
       move_aside "$dir"
     fi
-    log "Stage 6: training $dir (method $r${lv:+, levels $lv}, seed $s)"
+    log "Stage 6: training $dir (method $r${lv:+, levels $lv}, seed $s${extra:+, $extra}${init_from:+, from $init_from})"
     mkdir -p "$dir"
     mark_done "$dir/.train.progress" "$sig"
     lv_opts=()
@@ -498,11 +540,14 @@ if in_stage 6; then
     if [ ${#ssl_arr[@]} -gt 0 ]; then ssl_opts=(--ssl-sets "${ssl_train_sets[*]}"); fi
     dev_opts=()
     if [ "$ngpu" -eq 0 ]; then dev_opts=(--device cpu); fi
+    read -r -a extra_opts <<< "$extra"
+    if [ -n "$init_from" ]; then extra_opts+=(--init-from "$init_from"); fi
     read -r -a launcher <<< "$(train_launcher "$dir")"
     log "Stage 6: $num_nodes node(s): ${launcher[*]}"
     "${launcher[@]}" --config "$train_config" --exp-dir "$dir" --method "$r" "${lv_opts[@]}" --seed "$s" \
-      --asr-langs "$asr_langs" --st-langs "$st_langs" --dump-dir "$dumpdir" --token-dir "$tokendir" \
-      --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" "${dev_opts[@]}" --resume "${train_arr[@]}"
+      --asr-langs "$e_asr" --st-langs "$e_st" --dump-dir "$dumpdir" --token-dir "$tokendir" \
+      --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" "${dev_opts[@]}" "${extra_opts[@]}" \
+      --resume "${train_arr[@]}"
     mark_done "$dir/.train.done" "$sig"
     rm -f "$dir/.train.progress"
     release_lock
@@ -513,18 +558,19 @@ if in_stage 7; then
   dtag=$search
   if [ "$search" = beam ]; then dtag=beam$beam; fi
   for e in "${exps[@]}"; do
-    IFS='|' read -r dir _ _ _ <<< "$e"
+    IFS='|' read -r dir _ _ _ e_asr e_st _ <<< "$e"
+    own_sets=$(lang_test_dirs "$e_asr" "$e_st")  # a single-objective model: its own language only
     take_lock "$(exp_lock 7 "$dir")" "stage 7 of $dir"
-    log "Stage 7: decoding ${test_dirs[*]} with $dir/$decode_model ($search)"
+    log "Stage 7: decoding ${own_sets% } with $dir/$decode_model ($search)"
     osoup-decode --exp-dir "$dir" --model "$decode_model" --data-dir "$dumpdir/fbank" \
-      --sets "${test_dirs[*]}" --search "$search" --beam "$beam" --tag "$dtag" "${decode_arr[@]}"
+      --sets "${own_sets% }" --search "$search" --beam "$beam" --tag "$dtag" "${decode_arr[@]}"
     release_lock
   done
 fi
 
 if in_stage 8; then
   for i in "${!exps[@]}"; do
-    IFS='|' read -r dir _ _ s <<< "${exps[$i]}"
+    IFS='|' read -r dir _ _ s _ <<< "${exps[$i]}"
     take_lock "$(exp_lock 8 "$dir")" "stage 8 of $dir"
     log "Stage 8: scoring $dir"
     osoup-score --exp "$dir" --data "$dumpdir/fbank" --label "${labels[$i]}" --seed "$s"
@@ -538,8 +584,13 @@ if in_stage 9; then
   dirs=()
   for e in "${exps[@]}"; do dirs+=("${e%%|*}"); done
   out=exp/RESULTS_compare${exp_tag:+_$exp_tag}
+  cmp_opts=()
+  for l in "${labels[@]}"; do
+    if [ "$l" = static_sweep ]; then cmp_opts=(--sweep-labels static_sweep); break; fi
+  done
+  if [ "$resources" = true ]; then cmp_opts+=(--resources --resources-data-dir "$dumpdir/fbank"); fi
   log "Stage 9: comparing ${#dirs[@]} experiment(s) -> $out"
-  osoup-results --exps "${dirs[@]}" --labels "${labels[@]}" --out "$out" --split "${test_arr[0]}"
+  osoup-results --exps "${dirs[@]}" --labels "${labels[@]}" --out "$out" --split "${test_arr[0]}" "${cmp_opts[@]}"
   cat "$out/RESULTS.md"
   release_lock
 fi
@@ -547,7 +598,7 @@ fi
 if in_stage 10; then
   # The first method's experiment (first seed). Its suggested_levels.txt starts with the
   # recommended hierarchy: ./run.sh --method vm --levels "$(head -1 exp/<tag>/conflict/suggested_levels.txt)"
-  IFS='|' read -r dir _ _ _ <<< "${exps[0]}"
+  IFS='|' read -r dir _ <<< "${exps[0]}"
   take_lock "$(exp_lock 10 "$dir")" "stage 10 of $dir"
   out=$dir/conflict
   sig="conflict $decode_model $conflict_batches $conflict_opts | $(checksum "$dir/$decode_model" "$dir/objectives.json")"
@@ -562,6 +613,44 @@ if in_stage 10; then
     log "Stage 10: $out/conflict.md; suggested levels, recommended first: $(paste -sd' ' "$out/suggested_levels.txt")"
   fi
   release_lock
+fi
+
+if in_stage 11; then
+  # Weight averages of the first-seed models of --soup-methods (trained from one initialisation,
+  # e.g. --init-from exp/two_stage/pretrain.pt), decoded and scored like stages 7-8.
+  read -r -a soup_arr <<< "$soup_methods"
+  if [ ${#soup_arr[@]} -eq 0 ]; then
+    log "Stage 11: skipped (no --soup-methods)"
+  else
+    dirs=()
+    for m in "${soup_arr[@]}"; do
+      case $m in single|static_sweep) log "ERROR: --soup-methods: $m is several models, not one"; exit 1 ;; esac
+      dir=exp/${exp_tag:+${exp_tag}_}$(method_name "$m")
+      if [ "$seeds" -gt 1 ]; then dir=${dir}_seed1; fi
+      if [ ! -f "$dir/$decode_model" ]; then log "ERROR: stage 11 needs $dir/$decode_model: train $m first (stage 6)"; exit 1; fi
+      dirs+=("$dir")
+    done
+    if [ ${#dirs[@]} -lt 2 ]; then log "ERROR: --soup-methods: give two or more methods to average"; exit 1; fi
+    out=exp/soup${exp_tag:+_$exp_tag}
+    take_lock "$lockdir/stage11${exp_tag:+.$exp_tag}" "stage 11"
+    dtag=$search
+    if [ "$search" = beam ]; then dtag=beam$beam; fi
+    model_files=()
+    for d in "${dirs[@]}"; do model_files+=("$d/$decode_model"); done
+    sig="soup ${soup_arr[*]} | $decode_model $search $beam $soup_grid_step | ${test_dirs[*]} | $(printf '%q ' "${decode_arr[@]}")| $(checksum "${model_files[@]}")"
+    if is_done "$out/.done" "$sig"; then
+      log "Stage 11: $out already done"
+    else
+      log "Stage 11: model soups of ${dirs[*]} -> $out"
+      rm -f "$out/.done"
+      osoup-soup --exps "${dirs[@]}" --labels "${soup_arr[@]}" --weights grid --grid-step "$soup_grid_step" \
+        --model "$decode_model" --data-dir "$dumpdir/fbank" --sets "${test_dirs[*]}" --split "${test_arr[0]}" \
+        --search "$search" --beam "$beam" --tag "$dtag" --out "$out" "${decode_arr[@]}"
+      mark_done "$out/.done" "$sig"
+      log "Stage 11: $out/RESULTS.md"
+    fi
+    release_lock
+  fi
 fi
 
 log "Finished stages $stage to $stop_stage (those that exist)."

@@ -17,6 +17,16 @@ e.g. one single-objective model per objective::
 
     osoup-results --exps exp/vm exp/single_asr_en exp/single_st_fr --labels "VM single single" \
         --out exp/RESULTS_compare --resources --resources-data-dir dump/fbank
+
+The same rule groups the comparison: under one label, experiments with the same outputs are seed
+replicas, experiments with disjoint outputs are the models of one deployment, reported as one
+column whose numbers come from each output's own model (the ``single`` baseline).
+
+``--sweep-labels static_sweep``: the experiments under that label are the grid points of a
+static sweep (``osoup-train --method joint --task-weights ...``; seeds of one point share its
+weights). The point with the lowest dev loss (``train_summary.json`` best_dev: the mean dev CTC
+loss of the supervised objectives at best.pt, mean over seeds) is reported; the choice is made
+on dev only, and every point's dev number is listed in RESULTS.md and results.json.
 """
 from __future__ import annotations
 
@@ -43,6 +53,9 @@ def get_parser() -> configargparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output dir for RESULTS.md, results.json and the PNGs")
     p.add_argument("--split", default="test", help="which split's sets to compare")
     p.add_argument("--decode-tag", default=None, help="decode tag to use when an experiment has several")
+    p.add_argument("--sweep-labels", nargs="*", default=[],
+                   help="labels whose experiments are the grid points of one static sweep: the point with the "
+                        "lowest dev loss is reported (one space-separated string is split)")
     g = p.add_argument_group("resources (Table 9)")
     g.add_argument("--resources", action="store_true",
                    help="also measure parameters, packed size, load time and decoding RTF of each method")
@@ -74,13 +87,61 @@ def _run(args) -> None:
         if args.resources and getattr(args, opt) < 1:
             raise DataError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
     results = [load_results(e) for e in args.exps]
+    labels = labels or [default_label(r) for r in results]
+    if len(labels) != len(results):
+        raise DataError(f"{len(labels)} labels for {len(results)} experiments")
+    results, labels, selections = _select_sweeps(results, labels, _sweep_labels(args, labels))
     methods = gather(results, labels=labels, split=args.split, decode_tag=args.decode_tag)
+    for m in methods:
+        m.selection = selections.get(m.label)
     written = write_comparison(methods, args.out, split=args.split)
     for kind, path in written.items():
         log.info("wrote %s (%s)", path, kind)
     if args.resources:
-        _resources(args, labels or [default_label(r) for r in results],
-                   [str(Path(r["_path"]).parent) for r in results])
+        _resources(args, labels, [str(Path(r["_path"]).parent) for r in results])
+
+
+def _sweep_labels(args, labels: list[str]) -> list[str]:
+    named = [w for item in args.sweep_labels for w in item.split()]
+    unknown = [s for s in named if s not in labels]
+    if unknown:
+        raise DataError(f"--sweep-labels: no experiment has the label {unknown[0]!r} (labels: {' '.join(labels)})")
+    return named
+
+
+def _grid_point(exp_dir: Path) -> tuple[str, float]:
+    """A sweep experiment's grid point (its --task-weights, from config.yaml) and dev number
+    (best_dev of train_summary.json)."""
+    import json
+
+    from osoup.train.experiment import read_config
+
+    weights = read_config(exp_dir).get("task_weights") or {}
+    point = ",".join(f"{k}:{v:g}" for k, v in weights.items()) if isinstance(weights, dict) else str(weights)
+    path = expdir.require_file(exp_dir / expdir.TRAIN_SUMMARY)
+    try:
+        dev = float(json.loads(path.read_text(encoding="utf-8"))["best_dev"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: no readable best_dev ({e})") from None
+    return point or "(no --task-weights)", dev
+
+
+def _select_sweeps(results: list[dict], labels: list[str], sweeps: list[str]) -> tuple[list[dict], list[str], dict]:
+    """Keep, for each sweep label, only the experiments of the grid point chosen on dev."""
+    from osoup.score.comparison import select_on_dev
+
+    selections, drop = {}, set()
+    for label in sweeps:
+        idx = [i for i, lab in enumerate(labels) if lab == label]
+        dirs = [Path(results[i]["_path"]).parent for i in idx]
+        points = [_grid_point(d) for d in dirs]
+        chosen, selections[label] = select_on_dev(label, [str(d) for d in dirs], [p for p, _ in points],
+                                                   [dev for _, dev in points])
+        drop |= {i for i, d in zip(idx, dirs) if str(d) not in chosen}
+        log.info("sweep %s: grid point %s chosen on dev (%s)", label, selections[label]["chosen"],
+                 ", ".join(f"{p['point']}={p['dev']:.4f}" for p in selections[label]["points"]))
+    keep = [i for i in range(len(results)) if i not in drop]
+    return [results[i] for i in keep], [labels[i] for i in keep], selections
 
 
 def _resources(args, labels: list[str], exp_dirs: list[str]) -> None:

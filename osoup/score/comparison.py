@@ -4,15 +4,24 @@ Each experiment's scored sets of one split become a :class:`Replica`; replicas s
 are one :class:`Method` (seed replicas, reported as mean ± std as in the paper's Tables 1, 2
 and 5). Per-language values and each replica's "Ave." are computed from the stored
 per-language entries, so they cannot disagree with them.
+
+Under one label, experiments with the same outputs are seed replicas and experiments with
+disjoint outputs are the models of one deployment (the rule of
+:func:`osoup.score.resource_table.part_of`), e.g. the ``single`` baseline: one model per
+supervised objective. Such a method's replica of seed s is the union of its models' seed-s
+results. A static sweep (:func:`select_on_dev`) is reported by the grid point with the lowest
+dev loss; every point's dev number goes into the comparison's results.json and RESULTS.md.
 """
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from osoup.fileio import DataError
+from osoup.score.resource_table import part_of
 
 # What a results.json entry needs for the comparison (files older than the CER column lack "cer").
 ENTRY_KEYS = ("split", "task", "lang", "value")
@@ -26,6 +35,12 @@ class Replica:
     seed: int | None
     asr: dict[str, dict]
     st: dict[str, dict]
+    parts: list[str] = field(default_factory=list)  # a deployment's replica: the experiments it joins
+
+    @property
+    def heads(self) -> list[str]:
+        """The outputs scored: ``asr_<lang>`` and ``st_<lang>`` (the models' head names)."""
+        return [f"asr_{lang}" for lang in self.asr] + [f"st_{lang}" for lang in self.st]
 
     def values(self, measure: str) -> dict[str, float]:
         """Language -> this experiment's number of ``measure``: ``asr`` (WER/CER as scored),
@@ -50,10 +65,11 @@ class Method:
 
     label: str
     replicas: list[Replica] = field(default_factory=list)
+    selection: dict | None = None  # a static sweep's grid and the point chosen on dev (select_on_dev)
 
     @property
     def exps(self) -> list[str]:
-        return [r.exp for r in self.replicas]
+        return [e for r in self.replicas for e in (r.parts or [r.exp])]
 
     @property
     def seeds(self) -> list:
@@ -148,21 +164,81 @@ def _add_replica(m: Method, rep: Replica) -> None:
     m.replicas.append(rep)
 
 
+def _join(reps: list[Replica]) -> Replica:
+    """One replica of a deployment: the results of its models (disjoint outputs) together."""
+    return Replica(exp=" + ".join(r.exp for r in reps), seed=reps[0].seed,
+                   asr={k: v for r in reps for k, v in r.asr.items()},
+                   st={k: v for r in reps for k, v in r.st.items()}, parts=[r.exp for r in reps])
+
+
+def _deployment_replicas(label: str, parts: dict[str, list[Replica]]) -> list[Replica]:
+    """Seed s of a method made of several models: the join of each model's seed-s replica;
+    every model needs the same seeds."""
+    by_part = {p: {r.seed: r for r in reps} for p, reps in parts.items()}
+    first, seeds = next(iter(by_part.items()))
+    for part, reps in by_part.items():
+        if set(reps) != set(seeds):
+            raise DataError(f"{part}: method {label!r} joins one model per output, each with the same seeds; "
+                            f"{part} has seeds {sorted(reps, key=str)}, {first} has {sorted(seeds, key=str)}")
+    return [_join([reps[s] for reps in by_part.values()]) for s in seeds]
+
+
+def _method(label: str, reps: list[Replica]) -> Method:
+    """The method of the replicas under ``label``: seed replicas of one model, or the seed-wise
+    joins of several models with disjoint outputs (see the module docstring)."""
+    parts: dict[str, Method] = {}
+    heads: dict[str, list[str]] = {}
+    for rep in reps:
+        part = part_of(label, rep.exp, rep.heads, heads)
+        if part is None:
+            part, heads[rep.exp] = rep.exp, rep.heads
+        _add_replica(parts.setdefault(part, Method(label)), rep)
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    return Method(label, _deployment_replicas(label, {p: m.replicas for p, m in parts.items()}))
+
+
 def gather(
     results: list[dict],
     labels: list[str] | None = None,
     split: str = "test",
     decode_tag: str | None = None,
 ) -> list[Method]:
-    """Group experiments into methods (same label = seed replicas) and pick their numbers."""
+    """Group experiments into methods (same label: seed replicas, or the models of one
+    deployment when their outputs are disjoint) and pick their numbers."""
     if labels is not None and len(labels) != len(results):
         raise DataError(f"{len(labels)} labels for {len(results)} experiments")
-    methods: dict[str, Method] = {}
+    grouped: dict[str, list[Replica]] = {}
     for i, res in enumerate(results):
         label = labels[i] if labels is not None else default_label(res)
-        rep = make_replica(res, split, decode_tag)
-        _add_replica(methods.setdefault(label, Method(label)), rep)
-    return list(methods.values())
+        grouped.setdefault(label, []).append(make_replica(res, split, decode_tag))
+    return [_method(label, reps) for label, reps in grouped.items()]
+
+
+DEV_CRITERION = ("mean dev CTC loss of the supervised objectives of the model decoded (best.pt: "
+                 "train_summary.json best_dev), averaged over seeds; chosen before any test number is read")
+
+
+def select_on_dev(label: str, exps: list[str], points: list[str], devs: list[float]) -> tuple[list[str], dict]:
+    """A static sweep: experiment ``exps[i]`` trained grid point ``points[i]`` and reached the
+    dev number ``devs[i]`` (lower is better; seeds of a point share its name). Returns the
+    experiments of the point with the lowest mean dev number (the first listed on a tie) and the
+    report of every point, for the comparison's results.json and RESULTS.md."""
+    if not (len(exps) == len(points) == len(devs)) or not exps:
+        raise DataError(f"sweep {label!r}: {len(exps)} experiments, {len(points)} grid points, {len(devs)} dev numbers")
+    grid: dict[str, dict] = {}
+    for exp, point, dev in zip(exps, points, devs):
+        g = grid.setdefault(point, {"point": point, "exps": [], "dev_values": []})
+        g["exps"].append(exp)
+        g["dev_values"].append(float(dev))
+    for g in grid.values():
+        g["dev"] = statistics.fmean(g["dev_values"])
+    finite = [g for g in grid.values() if math.isfinite(g["dev"])]
+    if not finite:
+        raise DataError(f"sweep {label!r}: no grid point has a finite dev number ({', '.join(exps)})")
+    best = min(finite, key=lambda g: g["dev"])
+    report = {"criterion": DEV_CRITERION, "chosen": best["point"], "points": list(grid.values())}
+    return list(best["exps"]), report
 
 
 def summary(methods: list[Method], split: str) -> dict:
@@ -182,5 +258,9 @@ def summary(methods: list[Method], split: str) -> dict:
             if per:
                 mean, std = mean_std(per)
                 entry[f"{measure}_ave"] = {"mean": mean, "std": std, "values": per}
+        if any(r.parts for r in m.replicas):
+            entry["models"] = [{"seed": r.seed, "exps": r.parts} for r in m.replicas]
+        if m.selection is not None:
+            entry["selected_on_dev"] = m.selection
         out["methods"].append(entry)
     return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Collection, Mapping
 
 from osoup.fileio import DataError, atomic_write
 
@@ -36,18 +37,29 @@ class Deployment:
 
     def add(self, exp: str, heads: list[str]) -> None:
         """A replica when ``heads`` equal a part's heads, a new part when disjoint from all."""
-        for part in self.parts:
-            if set(heads) == set(self.heads[part]):
-                self.replicas[part].append(exp)
-                return
-            shared = sorted(set(heads) & set(self.heads[part]))
-            if shared:
-                raise DataError(f"{exp}: method {self.label!r} already has a model for {', '.join(shared)} "
-                                f"({part}); a method's experiments must be seed replicas (the same heads) "
-                                f"or parts of one deployment (disjoint heads)")
+        part = part_of(self.label, exp, heads, self.heads)
+        if part is not None:
+            self.replicas[part].append(exp)
+            return
         self.parts.append(exp)
         self.heads[exp] = list(heads)
         self.replicas[exp] = []
+
+
+def part_of(label: str, exp: str, heads: Collection[str], parts: Mapping[str, Collection[str]]) -> str | None:
+    """The grouping rule of the experiments under one label (also :func:`osoup.score.comparison.gather`):
+    the part (first experiment, -> its heads in ``parts``) whose seed replica ``exp`` is, i.e.
+    the one with the same heads; None when ``heads`` are disjoint from every part's (``exp``
+    is another model of the same deployment). Overlapping but different heads are an error."""
+    for part, part_heads in parts.items():
+        if set(heads) == set(part_heads):
+            return part
+        shared = sorted(set(heads) & set(part_heads))
+        if shared:
+            raise DataError(f"{exp}: method {label!r} already has a model for {', '.join(shared)} "
+                            f"({part}); a method's experiments must be seed replicas (the same heads) "
+                            f"or parts of one deployment (disjoint heads)")
+    return None
 
 
 def plan_deployments(exps: list[str], labels: list[str], heads: list[list[str]]) -> list[Deployment]:

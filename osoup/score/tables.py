@@ -127,6 +127,23 @@ def _experiments(methods: list[Method]) -> list[str]:
     return lines + [""]
 
 
+def selection_markdown(methods: list[Method]) -> list[str]:
+    """For each static sweep: every grid point's dev number and which one is reported
+    (:func:`osoup.score.comparison.select_on_dev`); nothing without a sweep."""
+    lines: list[str] = []
+    for m in methods:
+        if m.selection is None:
+            continue
+        sel = m.selection
+        lines += [f"## {m.label}: grid points on dev (the chosen one is reported above)", "",
+                  "| grid point | dev | experiments |", "|---|---:|---|"]
+        for p in sel["points"]:
+            mark = " **(chosen)**" if p["point"] == sel["chosen"] else ""
+            lines.append(f"| {p['point']}{mark} | {p['dev']:.4f} | " + ", ".join(f"`{e}`" for e in p["exps"]) + " |")
+        lines += ["", f"Dev number: {sel['criterion']}.", ""]
+    return lines
+
+
 def comparison_markdown(methods: list[Method], split: str = "test") -> str:
     """Tables in the shape of the paper's Tables 1/2/5: languages + Ave. by methods. The CER
     table of every language is shown only when some language is scored by word."""
@@ -142,4 +159,4 @@ def comparison_markdown(methods: list[Method], split: str = "test") -> str:
     lines.append(COMPARISON_NOTE)
     if partial:
         lines.append("†: average over fewer languages than the table rows.")
-    return "\n".join(lines + [""] + _experiments(methods))
+    return "\n".join(lines + [""] + _experiments(methods) + selection_markdown(methods))

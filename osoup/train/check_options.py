@@ -18,7 +18,7 @@ from osoup.fileio import DataError
 from osoup.moo import parse_levels
 from osoup.nets.model import SSL_OBJECTIVE
 from osoup.train.options import BY_NAME, OPTIONS, Option, add_options, config_keys, convert, violates
-from osoup.train.phases import plan_phases
+from osoup.train.phases import plan_phases, task_group
 
 
 def _config_path(argv: Sequence[str]) -> str | None:
@@ -120,7 +120,9 @@ def _check_moo_layers(args: argparse.Namespace, origins: Origins) -> None:
                    f"(model size {args.model_size}: front-end + {n_groups - 1} blocks)")
 
 
-def _check_objectives(args: argparse.Namespace, origins: Origins) -> None:
+def _check_objectives(args: argparse.Namespace, origins: Origins) -> list[str]:
+    """--levels against the objectives, the method's phases; warnings for --task-weights
+    groups without objectives."""
     names = objective_names(args.asr_langs.split(), args.st_langs.split(), None if args.ssl == "none" else args.ssl)
     if args.method == "vm" and len(names) >= 2:
         try:
@@ -129,6 +131,21 @@ def _check_objectives(args: argparse.Namespace, origins: Origins) -> None:
             raise _bad(BY_NAME["levels"], args.levels, origins.of("levels"), str(e)) from None
     if names:
         plan_phases(args, names)
+    idle = [g for g in args.task_weights if args.method == "joint" and g not in {task_group(n) for n in names}]
+    return [f"--task-weights ({origins.of('task_weights')}): task group {g} has no objective in this run; its "
+            f"weight is not used" for g in idle]
+
+
+def _check_init_from(args: argparse.Namespace, origins: Origins) -> None:
+    """--init-from must name an existing file; it is kept resolved (config.yaml records that
+    path, which osoup-soup compares to tell whether runs share an initialisation)."""
+    if args.init_from is None:
+        return
+    path = Path(args.init_from).expanduser()
+    if not path.is_file():
+        raise _bad(BY_NAME["init_from"], args.init_from, origins.of("init_from"),
+                   "file not found (a model file of another experiment, e.g. exp/two_stage/pretrain.pt)")
+    args.init_from = str(path.resolve())
 
 
 def check_options(args: argparse.Namespace, argv: Sequence[str]) -> list[str]:
@@ -138,5 +155,6 @@ def check_options(args: argparse.Namespace, argv: Sequence[str]) -> list[str]:
     convert_all(args, origins)
     warnings = _unused_by_method(args, origins)
     _check_moo_layers(args, origins)
-    _check_objectives(args, origins)
+    warnings += _check_objectives(args, origins)
+    _check_init_from(args, origins)
     return warnings

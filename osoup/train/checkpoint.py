@@ -31,7 +31,7 @@ def save_atomic(obj: object, path: str | Path) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and (e.filename is None or e.filename == tmp):
+        if isinstance(e, OSError) and e.errno is not None and (e.filename is None or e.filename == tmp):
             raise OSError(e.errno, e.strerror, str(path)) from e  # name the checkpoint, not the temp file
         raise
 

@@ -153,8 +153,19 @@ OPTIONS: tuple[Option, ...] = (
        "paper's fraction of training", "optimisation", at_least=1, methods=PENALISED),
     _o("static_weights", "kv_floats", dict(PAPER_STATIC_WEIGHTS), "two_stage_static: μ per language",
        "optimisation", at_least=0, methods=("two_stage_static",)),
+    _o("task_weights", "kv_floats", {}, "joint with fixed task-group weights instead of mean + η·SSL, e.g. "
+       "asr:0.5,st:0.3,ssl:0.2: loss = Σ_group weight × mean of the group's losses (groups: asr st ssl; the "
+       "static baseline, egs/TEMPLATE/asr.sh --methods static_sweep)", "optimisation", at_least=0,
+       methods=("joint",)),
     _o("peft_sets", "str", "asr>st", "peft: head sets fine-tuned one after another", "optimisation",
        methods=("peft",)),
+    # -- initialisation ------------------------------------------------------------------------
+    _o("init_from", "str", None, "initialise a fresh run from this model file of another experiment (best.pt, "
+       "latest.pt, checkpoint.N.pt, pretrain.pt: any file with 'model'): the backbone and the SSL module, the "
+       "CTC heads too with --init-heads; recorded resolved in config.yaml; ignored on --resume with a "
+       "checkpoint", "initialisation", optional=True),
+    _o("init_heads", "bool", False, "with --init-from: also load the CTC heads this run shares with it",
+       "initialisation"),
     # -- run -----------------------------------------------------------------------------------
     _o("seed", "int", 1, "random seed (model, batches, SSL draws)", "run", at_least=0),
     _o("keep_last", "int", 5, "epoch checkpoints kept", "run", at_least=0),

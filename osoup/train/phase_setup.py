@@ -61,8 +61,8 @@ def make_update(cfg: Any, phase: Phase, model: SoupModel, specs: dict[str, Objec
     heads = {n: model.objective_head_parameters(n) for n in phase.objectives}
     if not phase.train_backbone:
         return HeadsOnly(heads)
-    static = None
-    if phase.method == "static":
+    static = phase.weights
+    if phase.method == "static" and static is None:
         static = static_weights(cfg.static_weights, {n: specs[n].lang for n in phase.objectives})
     k = cfg.moo_layers
     return make_soup(

@@ -2,7 +2,10 @@
 
 A phase names what it does, and that name is what the logs and ``train_summary.json`` show:
 
-    vs / vc / vm / joint   one phase named after the method (every objective together)
+    vs / vc / vm / joint   one phase named after the method (every objective together); joint
+                           without SSL trains the plain mean of its supervised objectives
+                           (method mean), and with --task-weights it is joint-static: fixed
+                           task-group weights (method static, see :func:`task_group_weights`)
     two_stage              pretrain-ssl, then finetune-mean (backbone at the heads' rate β, eq. 32)
     two_stage_static       pretrain-ssl, then finetune-static (fixed per-language weights μ)
     peft                   pretrain-ssl, then heads-<set> for each set of --peft-sets, θ frozen
@@ -35,14 +38,51 @@ class Phase:
     lr_heads: float
     scheduler: str
     train_backbone: bool = True
+    weights: dict[str, float] | None = None  # method static: fixed weight per objective
+
+
+TASK_GROUPS = ("asr", "st", SSL_OBJECTIVE)
+
+
+def task_group(name: str) -> str:
+    """The task group of an objective: ``asr_fr`` -> asr, ``st_fr`` -> st, ``ssl`` -> ssl."""
+    return name.split("_", 1)[0]
+
+
+def task_group_weights(weights: dict[str, float], names: Sequence[str]) -> dict[str, float]:
+    """Per-objective weights of ``joint --task-weights``: each group's weight shared equally by
+    its objectives, so the loss is Σ_group weight × mean of the group's losses. Every group
+    with objectives needs a weight; the weight of a group without objectives in this run is not
+    used (one grid serves recipes with and without S2TT or SSL; ``check_options`` warns)."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(task_group(n), []).append(n)
+    unknown = sorted(set(weights) - set(TASK_GROUPS))
+    if unknown:
+        raise DataError(f"--task-weights: unknown task group {unknown[0]!r}; the groups are {', '.join(TASK_GROUPS)}")
+    missing = [g for g in groups if g not in weights]
+    if missing:
+        raise DataError(f"--task-weights: no weight for task group {missing[0]!r} (objectives "
+                        f"{', '.join(groups[missing[0]])}); give one for each of {', '.join(groups)}")
+    if not any(weights[g] > 0 for g in groups if g != SSL_OBJECTIVE):
+        raise DataError("--task-weights: every supervised group has weight 0; nothing would train the heads' tasks")
+    return {n: weights[g] / len(members) for g, members in groups.items() for n in members}
 
 
 def _moo_phase(cfg: Any, names: list[str]) -> Phase:
     if cfg.method in ("vs", "vc", "vm") and len(names) < 2:
         raise DataError(f"method {cfg.method} needs at least two objectives, got {names}")
-    if cfg.method in ("vc", "joint") and SSL_OBJECTIVE not in names:
+    if cfg.method == "vc" and SSL_OBJECTIVE not in names:
         raise DataError(f"method {cfg.method} needs the SSL objective (--ssl cpc|bestrq)")
-    return Phase(cfg.method, cfg.method, list(names), cfg.epochs, cfg.lr_backbone, cfg.lr_heads, cfg.scheduler)
+    if cfg.method == "joint" and not [n for n in names if n != SSL_OBJECTIVE]:
+        raise DataError("method joint needs a supervised objective (--asr-langs or --st-langs)")
+    phase = Phase(cfg.method, cfg.method, list(names), cfg.epochs, cfg.lr_backbone, cfg.lr_heads, cfg.scheduler)
+    if cfg.method == "joint" and getattr(cfg, "task_weights", None):
+        phase.name, phase.method = "joint-static", "static"
+        phase.weights = task_group_weights(cfg.task_weights, names)
+    elif cfg.method == "joint" and SSL_OBJECTIVE not in names:
+        phase.method = "mean"  # no SSL term: the plain mean of the supervised losses
+    return phase
 
 
 def _head_sets(spec: str, supervised: list[str]) -> list[tuple[str, list[str]]]:

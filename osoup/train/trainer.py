@@ -25,6 +25,7 @@ from osoup.train.amp import LossScaler
 from osoup.train.checkpoint import (average_models, epoch_checkpoints, find_resume_checkpoint, prune_checkpoints,
                                     remove_interrupted_writes, save_atomic)
 from osoup.train.data import load_train_data, steps_per_epoch
+from osoup.train.init_from import init_model
 from osoup.train.loss import dev_losses
 from osoup.train.options import TrainConfig
 from osoup.train.phase_setup import PhaseSetup, setup_phase, warm_up
@@ -95,6 +96,7 @@ class Trainer:
         """Train every phase to the end (from the newest checkpoint with ``resume``); returns
         the summary also written to ``train_summary.json``."""
         found = self._find_resume() if resume else None
+        self.initialise(found[1] if found else None)
         first = int(found[0]["phase_idx"]) if found else 0
         for idx in range(first, len(self.phases)):
             phase = self.phases[idx]
@@ -108,8 +110,30 @@ class Trainer:
                          path, st.global_epoch, st.phase_idx, st.phase_epoch, st.step_in_phase)
                 found = None
             self.run_phase(phase, setup)
+            if phase.method == "ssl" and idx + 1 < len(self.phases):
+                self.save_pretrained()
             self.state.phase_idx, self.state.phase_epoch, self.state.step_in_phase = idx + 1, 0, 0
         return self.finish()
+
+    def initialise(self, resumed_from: Path | None) -> None:
+        """--init-from: the other experiment's weights for a fresh run; a resumed run continues
+        from its own checkpoint, which wins (``osoup.train.init_from``)."""
+        if not self.cfg.init_from:
+            return
+        if resumed_from is not None:
+            log.info("--init-from %s ignored: resuming from %s (the checkpoint wins)", self.cfg.init_from,
+                     resumed_from)
+            return
+        init_model(self.model, self.cfg.init_from, heads=self.cfg.init_heads)
+
+    def save_pretrained(self) -> None:
+        """``pretrain.pt`` at the end of SSL pre-training: {model, model_conf, epoch}, a stable
+        name to fine-tune other methods from (``--init-from exp/<tag>/pretrain.pt``)."""
+        if self.dist.is_main:
+            path = self.exp / expdir.PRETRAIN
+            save_atomic({"model": self.model.state_dict(), "model_conf": self.model_conf,
+                         "epoch": self.state.global_epoch}, path)
+            log.info("pre-training done after epoch %d: wrote %s", self.state.global_epoch, path)
 
     def _find_resume(self) -> tuple[dict, Path] | None:
         if self.dist.is_main:
