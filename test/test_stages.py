@@ -366,3 +366,108 @@ def test_stage_lib_split_opts() -> None:
     assert r.returncode == 0 and r.stdout == "<--a><1><--b><*>"  # no glob expansion either
     r = subprocess.run(["bash", "-c", script, "x", '--a "1 2"'], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "--some-opts" in r.stderr
+
+
+# ------------------------------------------- baselines, --init-from and stage 11 (stand-ins)
+def _add_markers(recipe: Path, *markers: str) -> None:
+    for marker in markers:
+        (recipe / marker).parent.mkdir(parents=True, exist_ok=True)
+        (recipe / marker).write_text("sig\n", encoding="utf-8")
+
+
+def _later_calls(env: dict[str, str]) -> list[str]:
+    return Path(env["LATER_CALLS"]).read_text(encoding="utf-8").splitlines()
+
+
+def test_single_and_static_sweep_experiments(fake_recipe) -> None:
+    """single: one experiment per supervised objective, trained alone, decoded on its own
+    language's test sets, compared under one label; static_sweep: one joint experiment per grid
+    point, compared with --sweep-labels; --resources reaches stage 9 unless turned off."""
+    recipe, env = fake_recipe
+    _add_markers(recipe, "data/token/asr_fr/.done", "dump/asr/train_fr/.done", "dump/asr/dev_fr/.done",
+                 "dump/fbank/train_fr/.done", "data/token/st_en/.done", "dump/st/train_fr/.done",
+                 "dump/st/dev_fr/.done")
+    args = [str(ASR_SH), "--asr-langs", "en fr", "--st-langs", "fr", "--stage", "6", "--stop-stage", "9",
+            "--methods", "single static_sweep", "--static-grid", "asr:0.7,st:0.3 asr:0.5,st:0.5", "--ngpu", "0"]
+    r = _run(recipe, args, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    calls = _calls(env)
+    dirs = [c.split("--exp-dir ")[1].split()[0] for c in calls]
+    assert dirs == ["exp/single_asr_en", "exp/single_asr_fr", "exp/single_st_fr",
+                    "exp/static_sweep_asr0.7-st0.3", "exp/static_sweep_asr0.5-st0.5"]
+    assert "--method joint" in calls[0] and "--asr-langs en --st-langs  --dump-dir" in calls[0]
+    assert "--asr-langs  --st-langs fr --dump-dir" in calls[2]
+    assert "--asr-langs en fr --st-langs fr" in calls[3] and "--task-weights asr:0.7,st:0.3 --resume" in calls[3]
+    later = _later_calls(env)
+    decode = [c for c in later if c.startswith("osoup-decode")]
+    assert "--sets test_en --search" in decode[0] and "--sets test_fr --search" in decode[2]
+    assert "--sets test_en test_fr --search" in decode[3]
+    score = [c for c in later if c.startswith("osoup-score")]
+    assert "--label single --seed 1" in score[0] and "--label static_sweep --seed 1" in score[4]
+    (results,) = [c for c in later if c.startswith("osoup-results")]
+    assert "--labels single single single static_sweep static_sweep --out exp/RESULTS_compare" in results
+    assert results.endswith("--split test --sweep-labels static_sweep --resources --resources-data-dir dump/fbank")
+    r = _run(recipe, [*args, "--stage", "9", "--methods", "single", "--resources", "false"], env)
+    assert r.returncode == 0 and _later_calls(env)[-1].endswith("--split test"), r.stderr[-3000:]
+
+
+def test_stage6_init_from_is_passed_and_signed(fake_recipe) -> None:
+    recipe, env = fake_recipe
+    pre = recipe / "pre.pt"
+    pre.write_text("pretrained\n", encoding="utf-8")
+    args = [*STAGE6, "--init-from", "pre.pt"]
+    r = _run(recipe, args, env)
+    assert r.returncode == 0 and _calls(env)[-1].endswith("--init-from pre.pt --resume"), r.stderr[-3000:]
+    assert "already trained" in _run(recipe, args, env).stderr and len(_calls(env)) == 1
+    pre.write_text("pre-trained again, longer\n", encoding="utf-8")  # another pre-training: train again
+    r = _run(recipe, args, env)
+    assert r.returncode == 0 and len(_calls(env)) == 2 and (recipe / "exp" / "vs.old1").is_dir()
+    r = _run(recipe, [*STAGE6, "--init-from", "missing.pt"], env)
+    assert r.returncode == 1 and "--init-from missing.pt: file not found" in r.stderr
+
+
+def test_stage11_model_soups(fake_recipe) -> None:
+    recipe, env = fake_recipe
+    venv_bin = recipe.parent / "root" / "tools" / "venv" / "bin"
+    shutil.copy(venv_bin / "osoup-results", venv_bin / "osoup-soup")
+    args = [str(ASR_SH), "--asr-langs", "en", "--stage", "11", "--stop-stage", "11", "--ngpu", "0"]
+    r = _run(recipe, args, env)
+    assert r.returncode == 0 and "Stage 11: skipped (no --soup-methods)" in r.stderr, r.stderr[-3000:]
+    soup = [*args, "--soup-methods", "vs vm:asr>ssl", "--decode-model", "latest.pt", "--exp-tag", "ft"]
+    r = _run(recipe, soup, env)
+    assert r.returncode == 1 and "stage 11 needs exp/ft_vs/latest.pt: train vs first (stage 6)" in r.stderr
+    r = _run(recipe, [*STAGE6, "--methods", "vs vm:asr>ssl", "--method", "", "--exp-tag", "ft"], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = _run(recipe, soup, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (call,) = _later_calls(env)
+    assert call == ("osoup-soup --exps exp/ft_vs exp/ft_vm_asr-ssl --labels vs vm:asr>ssl --weights grid "
+                    "--grid-step 0.1 --model latest.pt --data-dir dump/fbank --sets test_en --split test "
+                    "--search greedy --beam 10 --tag greedy --out exp/soup_ft")
+    r = _run(recipe, soup, env)
+    assert r.returncode == 0 and "Stage 11: exp/soup_ft already done" in r.stderr and len(_later_calls(env)) == 1
+    r = _run(recipe, [*args, "--soup-methods", "single vs"], env)
+    assert r.returncode == 1 and "--soup-methods: single is several models, not one" in r.stderr
+
+
+def test_lock_left_by_a_killed_run_is_waited_for(fake_recipe) -> None:
+    """The run that took the lock is dead but one of its children still holds it (a kill
+    still being delivered): the next run waits for that child instead of failing."""
+    recipe, env = fake_recipe
+    lock = recipe / "data" / ".lock" / "stage6.vs"
+    lock.parent.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a PID that no longer runs
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys, time\n"
+         f"f = open({str(lock)!r}, 'w'); f.write('{dead.pid}\\n'); f.flush()\n"
+         "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(2)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        r = _run(recipe, STAGE6, env)
+    finally:
+        child.wait()
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"(PID {dead.pid}) is gone" in r.stderr

@@ -58,8 +58,14 @@ take_lock() {
   if ! flock -n "$stage_lock_fd"; then
     local holder
     holder=$(head -c 20 "$1" | tr -dc '0-9')
-    log "ERROR: another run (PID ${holder:-unknown}) holds the lock of $2 in $PWD ($1); wait for it to finish or stop it"
-    exit 1
+    # A killed run's children inherit the lock and may take a moment to exit: when the run
+    # that took the lock is gone, wait a little for them; a live holder fails at once.
+    if [ -n "$holder" ] && ! kill -0 "$holder" 2> /dev/null && flock -w 30 "$stage_lock_fd"; then
+      log "the run that held the lock of $2 (PID $holder) is gone; its processes have exited"
+    else
+      log "ERROR: another run (PID ${holder:-unknown}) holds the lock of $2 in $PWD ($1); wait for it to finish or stop it"
+      exit 1
+    fi
   fi
   printf '%s\n' "$$" > "$1"
 }

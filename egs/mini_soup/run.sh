@@ -5,6 +5,8 @@
 #            [--max-speech-sec S] [--snr "LOW HIGH"] [any option of ../TEMPLATE/asr.sh]
 # The generator speaks en fr de es ca zh; e.g. --asr-langs "en fr de es ca zh" --st-langs
 # "fr de es ca" gives the paper's CoVoST set-up plus Chinese (needs far more steps, see README).
+# README.md: the single and static_sweep baselines, and vm UAS/USA fine-tuned from one two_stage
+# pre-training (--init-from exp/two_stage/pretrain.pt) and averaged by stage 11 (--soup-methods).
 set -euo pipefail
 
 utts_per_lang=""    # synthetic utterances per language, all splits (default: 1000; 20 if tiny)

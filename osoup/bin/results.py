@@ -115,9 +115,14 @@ def _grid_point(exp_dir: Path) -> tuple[str, float]:
     import json
 
     from osoup.train.experiment import read_config
+    from osoup.train.phases import TASK_GROUPS
 
     weights = read_config(exp_dir).get("task_weights") or {}
-    point = ",".join(f"{k}:{v:g}" for k, v in weights.items()) if isinstance(weights, dict) else str(weights)
+    if isinstance(weights, dict):  # config.yaml sorts its keys: name the point in the groups' order
+        order = sorted(weights, key=lambda k: (TASK_GROUPS.index(k) if k in TASK_GROUPS else len(TASK_GROUPS), k))
+        point = ",".join(f"{k}:{weights[k]:g}" for k in order)
+    else:
+        point = str(weights)
     path = expdir.require_file(exp_dir / expdir.TRAIN_SUMMARY)
     try:
         dev = float(json.loads(path.read_text(encoding="utf-8"))["best_dev"])

@@ -6,7 +6,11 @@ two_stage two_stage_static peft).
 Options can come from a YAML config (``--config``); ``--recipe`` is an old name of
 ``--method``. Every option is checked (type, range, method) before anything is read or
 written; the resolved configuration is written to ``<exp-dir>/config.yaml``. ``--resume``
-continues from ``<exp-dir>/latest.pt``.
+continues from ``<exp-dir>/latest.pt``. ``--init-from FILE`` starts a fresh run from another
+experiment's model file (``osoup.train.init_from``), e.g. the ``pretrain.pt`` that two_stage
+writes when its SSL pre-training ends::
+
+    osoup-train --config conf/train.yaml --exp-dir exp/ft_vm_uas --method vm --init-from exp/two_stage/pretrain.pt
 """
 from __future__ import annotations
 
