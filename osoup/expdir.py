@@ -120,12 +120,13 @@ def epoch_checkpoints(exp_dir: str | Path) -> list[Path]:
 
 
 def model_files(exp_dir: str | Path) -> list[str]:
-    """Names of the model files present: ``best.pt``, ``avg<N>.pt`` (by N), ``latest.pt``, then
-    the epoch checkpoints from the newest down."""
+    """Names of the model files present: ``best.pt``, ``avg<N>.pt`` (by N), ``latest.pt``, the
+    epoch checkpoints from the newest down, then ``pretrain.pt``."""
     exp_dir = Path(exp_dir)
     avg = sorted((int(m.group(1)), p.name) for p in exp_dir.glob("avg*.pt") if (m := _AVG_RE.match(p.name)))
-    fixed = [[n] if (exp_dir / n).is_file() else [] for n in (BEST, LATEST)]
-    return fixed[0] + [n for _, n in avg] + fixed[1] + [p.name for p in reversed(epoch_checkpoints(exp_dir))]
+    fixed = [[n] if (exp_dir / n).is_file() else [] for n in (BEST, LATEST, PRETRAIN)]
+    epochs = [p.name for p in reversed(epoch_checkpoints(exp_dir))]
+    return fixed[0] + [n for _, n in avg] + fixed[1] + epochs + fixed[2]
 
 
 def _others(path: Path) -> str:

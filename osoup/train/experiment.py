@@ -11,6 +11,8 @@ each file::
     latest.pt                   full training state, read by --resume          [6 osoup-train]
     checkpoint.<N>.pt           full training state after epoch N (last few)   [6 osoup-train]
     best.pt                     {model, model_conf, epoch} of the best dev     [6 osoup-train]
+    pretrain.pt                 {model, model_conf, epoch} at the end of SSL pre-training
+                                (two_stage, two_stage_static, peft; for --init-from) [6 osoup-train]
     avg<N>.pt                   {model, model_conf, averaged}: last N epochs   [6 osoup-train]
     train_summary.json          best dev score, epochs, skipped steps, history [6 osoup-train]
     trace.jsonl                 per-step losses, λ (--trace; trace.rank<r>)    [6 osoup-train]
