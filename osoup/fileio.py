@@ -66,6 +66,9 @@ def setup_logging(verbose: int = 1, log_file: str | Path | None = None) -> None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(level=level, format=fmt, handlers=handlers, force=True)
+    # A log file that cannot be written (full disk) must not print a traceback per line: the
+    # command reports the failed write itself, in one ERROR line naming the path.
+    logging.raiseExceptions = False
 
 
 @contextlib.contextmanager

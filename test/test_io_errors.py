@@ -152,3 +152,28 @@ def test_stage1_prep_on_full_fs_names_the_file(tmp_path):
                                        str(root / "LibriSpeech"), "--parts", "dev-clean:dev",
                                        "--out", str(mnt / "data"), "--nj", "1"])
     _one_error_line(r, mnt / "data" / "dev_en", "No space left on device")
+
+
+@needs_mount_ns
+@pytest.mark.parametrize("mode, reason", [("ro", "Read-only file system"), ("full", "No space left on device")])
+def test_train_on_readonly_or_full_fs(mini_recipe, tmp_path, mode, reason):
+    """osoup-train whose experiment dir cannot be written: one ERROR line naming the path, and no
+    half-written model or checkpoint (a full disk fails inside torch.save, which reports it as a
+    RuntimeError; the command still names the file)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    exp = mnt / "exp"
+    argv = [sys.executable, "-m", "osoup.bin.train", "--exp-dir", str(exp), "--method", "joint",
+            "--asr-langs", "fr", "--st-langs", "fr", "--ssl", "none", "--dump-dir", str(mini_recipe / "dump"),
+            "--token-dir", str(mini_recipe / "data" / "token"), "--epochs", "1", "--steps-per-epoch", "1",
+            "--max-frames", "3000", "--max-utts", "8", "--threads", "1", "--verbose", "0"]
+    cwd = os.getcwd()
+    os.chdir(mini_recipe)  # feature paths in the scp files are relative to the recipe dir
+    try:
+        r, left = _run_on_tmpfs(mnt, mode, argv)
+    finally:
+        os.chdir(cwd)
+    line = _one_error_line(r, exp, reason)
+    assert ".tmp" not in line
+    if mode == "full":
+        assert not [n for n in left if n.endswith(".pt") or ".tmp" in n], left

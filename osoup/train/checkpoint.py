@@ -1,9 +1,11 @@
 """Checkpoints: atomic writes, keep-last-N, averaging, RNG state capture."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -33,7 +35,17 @@ def save_atomic(obj: object, path: str | Path) -> None:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError) and e.errno is not None and (e.filename is None or e.filename == tmp):
             raise OSError(e.errno, e.strerror, str(path)) from e  # name the checkpoint, not the temp file
+        if isinstance(e, RuntimeError) and ("inline_container" in str(e) or "PytorchStreamWriter" in str(e)):
+            raise _write_error(path, e) from e  # torch's writer turns a failed write into RuntimeError
         raise
+
+
+def _write_error(path: Path, e: RuntimeError) -> OSError:
+    """An OSError naming ``path`` for a torch.save that failed while writing (a full disk, most
+    often: torch reports it as an unexpected file position)."""
+    full = shutil.disk_usage(path.parent).free < (1 << 20)
+    reason = "No space left on device" if full else f"write failed ({str(e).splitlines()[0]})"
+    return OSError(errno.ENOSPC if full else errno.EIO, reason, str(path))
 
 
 def rng_state() -> dict:
