@@ -197,7 +197,8 @@ def write_packed(exp_dir: str | Path, model_file: str, out: str | Path) -> None:
     obj, path = load_model_file(exp_dir, model_file)
     token_dirs = meta.get("token_dirs", {})
     load_tokenizers(token_dirs, build_model(obj, path), exp_dir / OBJECTIVES)  # all exist and fit their heads
-    toks = {name: {f.name: f.read_bytes() for f in sorted(Path(d).iterdir()) if f.is_file()}
+    toks = {name: {f.name: f.read_bytes() for f in sorted(Path(d).iterdir())
+                   if f.is_file() and not f.name.startswith(".")}  # not the stage's .done marker
             for name, d in token_dirs.items()}
     save_atomic({"model": obj["model"], "model_conf": obj["model_conf"], "tokenizers": toks}, out)
 
@@ -230,7 +231,8 @@ def _packed_token_files(pack: dict[str, Any], path: Path, hint: str) -> dict[str
         raise DataError(f"{path}: the packed model holds no tokenizers; {hint}")
     for name, files in toks.items():
         need = [f for f in ("spm.model", "tokens.txt", "info.json") if not isinstance(files, dict) or f not in files]
-        if need or any("/" in f or f.startswith(".") for f in [name, *files]):
-            raise DataError(f"{path}: packed tokenizer {name!r} is incomplete or malformed "
-                            f"(missing {', '.join(need) or 'nothing'}); {hint}")
+        bad = [] if need else [f for f in [name, *files] if "/" in f or f.startswith(".")]
+        if need or bad:
+            what = f"missing {', '.join(need)}" if need else f"unsafe file names {bad}"
+            raise DataError(f"{path}: packed tokenizer {name!r} is incomplete or malformed ({what}); {hint}")
     return toks
