@@ -3,6 +3,7 @@
     tools/venv/bin/python bench/bench_moo_step.py                 # CPU, "tiny", 4 utts x 2 s per objective; ~5 min on 2 idle cores
     tools/venv/bin/python bench/bench_moo_step.py --device cuda --size 58m
     tools/venv/bin/python bench/bench_moo_step.py --methods baseline,joint,modo_vs --weightings new
+    tools/venv/bin/python bench/bench_moo_step.py --device cuda --size 100m --amp bf16 --moo-buffer-dtype bf16
 
 M = 10 objectives (asr_{en,fr,de,es,ca}, st_{fr,de,es,ca}, ssl = CPC), each with its own random
 batch (``--utts`` × ``--secs`` of 80-dim features, split in two halves of disjoint utterances)
@@ -11,7 +12,10 @@ forward/backward passes + the method's combination into ``.grad`` + one host syn
 non-finite check); the optimizer step is the same for every method and left out.
 
 Methods: ``baseline`` (sequential ``loss.backward()`` into ``.grad`` per objective and half),
-``joint`` (Soup fast path), ``modo_vs`` (full-gradient MoDo over all 10), ``vm`` (asr > st > ssl,
+``batched_joint`` (what an ESPnet-style multi-task user runs: ONE forward of every supervised
+objective's halves concatenated through the shared encoder, each objective's head and CTC loss
+on its own rows, one SSL pass over both SSL halves, one backward of the mean of the M
+objective losses; the honest reference for a MOO step), ``joint`` (Soup fast path), ``modo_vs`` (full-gradient MoDo over all 10), ``vm`` (asr > st > ssl,
 MoDo per level), ``vm_sel`` (vm with layer selection: ``--moo-layers`` of the encoder's groups,
 probe every ``--conflict-interval`` steps; its time is amortised: (probe + (N-1) ordinary) / N,
 its memory is the probe's), and any weighting of the registry (``osoup.moo.WEIGHTINGS``) by
@@ -20,6 +24,11 @@ its name: ``vs`` over all 10 objectives with that weighting inside its one level
 ``--weightings`` appends registry names to ``--methods``: a list, ``new`` (the weightings
 added with docs/weightings.md) or ``all`` (every registry weighting except ``modo``, which is
 ``modo_vs``, and ``static``, which needs weights).
+
+Every method is reported against ``baseline`` (``x base``) and ``batched_joint`` (``x bjoint``).
+``--moo-buffer-dtype bf16`` stores the Soup's per-objective gradients in bf16 (half the memory;
+Gramians and λ stay fp32); ``--amp bf16|fp16`` runs the forward passes under autocast;
+``--profile`` prints each worker's top ops of one extra step (torch.profiler) to stderr.
 
 Each method runs in its own worker process (peak RSS only grows on CPU); the parent asks the
 workers for one timed step at a time, method after method, so drift hits all methods alike,
@@ -36,8 +45,10 @@ import sys
 import time
 
 OBJECTIVES = ["asr_en", "asr_fr", "asr_de", "asr_es", "asr_ca", "st_fr", "st_de", "st_es", "st_ca", "ssl"]
-METHODS = ["baseline", "joint", "modo_vs", "vm", "vm_sel", "pcgrad", "upgrad"]
-ENGINE_METHODS = ("baseline", "joint", "modo_vs", "vm", "vm_sel")
+METHODS = ["baseline", "batched_joint", "joint", "modo_vs", "vm", "vm_sel", "pcgrad", "upgrad"]
+ENGINE_METHODS = ("baseline", "batched_joint", "joint", "modo_vs", "vm", "vm_sel")
+REFERENCES = ("baseline", "batched_joint")  # the two ratio columns
+PLAIN_METHODS = ("baseline", "batched_joint")  # no Soup: loss.backward() into .grad
 NEW_WEIGHTINGS = ["fairgrad", "gradvac", "sdmgrad", "dualproj", "config", "krum",
                   "famo", "stch", "geometric_mean", "imtl_l", "rlw", "cosmos", "pbi"]
 
@@ -58,6 +69,35 @@ def _expand_weightings(value: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- worker side
+def batched_joint_loss(model, batches: dict, names: list[str]):
+    """Mean over the objectives of their losses from ONE encoder pass over every supervised
+    half (rows concatenated; the bench's halves share one length, so no extra padding), each
+    head and CTC loss on its own rows, and one causal SSL pass over both SSL halves."""
+    import torch
+
+    from osoup.nets.heads import ctc_loss_sum
+
+    keys = [(n, h) for n in names if n != "ssl" for h in (0, 1)]
+    feats = torch.cat([batches[k][0] for k in keys])
+    lengths = torch.cat([batches[k][1] for k in keys])
+    enc = model.encoder(model.cmvn(feats), lengths)
+    per_name: dict[str, list] = {}
+    row = 0
+    for n, h in keys:
+        _, lens, targets, tlen = batches[n, h]
+        rows = slice(row, row + lens.numel())
+        row += lens.numel()
+        logits = model.heads[n](enc.out[rows])
+        per_name.setdefault(n, []).append(ctc_loss_sum(logits, enc.lengths[rows], targets, tlen) / tlen.sum())
+    losses = [sum(v) / len(v) for v in per_name.values()]
+    if "ssl" in names:
+        ssl_feats = torch.cat([batches["ssl", h][0] for h in (0, 1)])
+        ssl_lengths = torch.cat([batches["ssl", h][1] for h in (0, 1)])
+        s, cnt = model.ssl_loss(ssl_feats, ssl_lengths)
+        losses.append(s / cnt.clamp_min(1))
+    return torch.stack(losses).mean(), losses
+
+
 def _worker(args: argparse.Namespace) -> None:
     import resource
 
@@ -85,7 +125,16 @@ def _worker(args: argparse.Namespace) -> None:
             targets = torch.randint(1, vocab, (half, int(tlen.max())), generator=g).to(dev)
             batches[n, h] = (feats, lengths, targets, tlen.to(dev))
 
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=amp, enabled=amp is not None)
+
     def loss_of(n: str, h: int) -> torch.Tensor:
+        with autocast():
+            return _loss_of(n, h)
+
+    def _loss_of(n: str, h: int) -> torch.Tensor:
         feats, lengths, targets, tlen = batches[n, h]
         if n == "ssl":
             s, cnt = model.ssl_loss(feats, lengths)
@@ -104,19 +153,29 @@ def _worker(args: argparse.Namespace) -> None:
         kw.update(layer_groups=model.encoder.layer_groups(), moo_layers=args.moo_layers,
                   conflict_interval=1 if args.probe else args.conflict_interval,
                   probe_coords=args.probe_coords or None)
-    recipe = {"joint": "joint", "modo_vs": "vs", "vm": "vm", "vm_sel": "vm"}.get(method, None if method == "baseline" else "vs")
+    recipe = {"joint": "joint", "modo_vs": "vs", "vm": "vm", "vm_sel": "vm"}.get(method, None if method in PLAIN_METHODS else "vs")
     if recipe is not None:
         try:
             weighting = "modo" if method in ENGINE_METHODS else method
-            soup = make_soup(recipe, shared, heads, OBJECTIVES, "ssl", weighting=weighting, **kw)
+            soup = make_soup(recipe, shared, heads, OBJECTIVES, "ssl", weighting=weighting,
+                             buffer_dtype=args.moo_buffer_dtype, **kw)
         except ImportError as e:
             print(json.dumps({"skip": str(e)}), flush=True)
             return
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
+    buf_bytes = [0]  # the Soup's per-objective buffers of the last step
+
     def one_step(epoch: float) -> None:
         losses = []
-        if soup is None:
+        if method == "batched_joint":
+            for p in list(model.parameters()):
+                p.grad = None
+            with autocast():
+                total, losses = batched_joint_loss(model, batches, OBJECTIVES)
+            total.backward()
+            losses = [x.detach() for x in losses]
+        elif soup is None:
             for p in list(model.parameters()):
                 p.grad = None
             for n in OBJECTIVES:
@@ -132,6 +191,7 @@ def _worker(args: argparse.Namespace) -> None:
                     loss = loss_of(n, h)
                     soup.backward(n, h, loss)
                     losses.append(loss.detach())
+            buf_bytes[0] = sum(t.numel() * t.element_size() for t in soup.pending_buffers())
             soup.step(epoch)
         if not bool(torch.isfinite(torch.stack(losses)).all()):  # the step's one host sync
             raise RuntimeError("non-finite loss")
@@ -160,7 +220,21 @@ def _worker(args: argparse.Namespace) -> None:
             mem = torch.cuda.max_memory_allocated() / 2**20
         else:
             mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        print(json.dumps({"time": dt, "mem_mib": mem}), flush=True)
+        print(json.dumps({"time": dt, "mem_mib": mem, "buf_mib": buf_bytes[0] / 2**20}), flush=True)
+    if args.profile:
+        _profile(method, dev, lambda: one_step(1.0))
+
+
+def _profile(method: str, dev, step) -> None:
+    """Print the top ops of one step (self time) to stderr."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        step()
+    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    print(f"--- profile of one {method} step (top ops by {key})", file=sys.stderr)
+    print(prof.key_averages().table(sort_by=key, row_limit=12, max_name_column_width=40), file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- parent side
@@ -168,8 +242,9 @@ def _spawn(args: argparse.Namespace, method: str, probe: bool = False) -> subpro
     cmd = ([sys.executable, os.path.abspath(__file__), "--worker", "--method", method, "--device", args.device,
             "--size", args.size, "--utts", str(args.utts), "--secs", str(args.secs), "--vocab", str(args.vocab),
             "--warmup", str(args.warmup), "--threads", str(args.threads), "--moo-layers", str(args.moo_layers),
-            "--conflict-interval", str(args.conflict_interval), "--probe-coords", str(args.probe_coords)]
-           + (["--probe"] if probe else []))
+            "--conflict-interval", str(args.conflict_interval), "--probe-coords", str(args.probe_coords),
+            "--moo-buffer-dtype", args.moo_buffer_dtype, "--amp", args.amp]
+           + (["--probe"] if probe else []) + (["--profile"] if args.profile and not probe else []))
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
 
 
@@ -192,6 +267,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--moo-layers", type=_moo_layers, default=2)
     ap.add_argument("--conflict-interval", type=int, default=50)
     ap.add_argument("--probe-coords", type=int, default=0, help="vm_sel: CountSketch buckets per group on probes (0: every coordinate)")
+    ap.add_argument("--moo-buffer-dtype", default="fp32", choices=("fp32", "bf16"),
+                    help="storage of the Soup's per-objective gradient buffers")
+    ap.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"), help="autocast of the forward passes")
+    ap.add_argument("--profile", action="store_true", help="print each worker's top ops of one step (stderr)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", default=None, help=argparse.SUPPRESS)
@@ -213,10 +292,25 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [m for m in methods if m not in known]
     if unknown:
         ap.error(f"unknown methods {unknown}; known: {known}")
-    if "baseline" not in methods:
-        ap.error("--methods must include baseline (the ratios are relative to it)")
-    runs = [(m, False) for m in methods] + ([("vm_sel", True)] if "vm_sel" in methods else [])
+    if not any(r in methods for r in REFERENCES):
+        ap.error("--methods must include baseline or batched_joint (the ratios are relative to them)")
     t_start = time.time()
+    times, mems, bufs, skipped = _run_workers(args, methods)
+    rows = _rows(args, methods, times, mems, bufs, skipped)
+    _print_table(args, rows)
+    print(f"(total {time.time() - t_start:.0f}s)")
+    if args.json:
+        tmp = f"{args.json}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+        os.replace(tmp, args.json)
+
+
+def _run_workers(args: argparse.Namespace, methods: list[str]) -> tuple[dict, dict, dict, dict]:
+    """Start one worker per method (and a probing vm_sel), then time ``--repeats`` steps of each,
+    method after method. Returns per (method, probe): step times, peak memory (MiB), the Soup's
+    per-objective buffer size (MiB); and the skipped methods with their reason."""
+    runs = [(m, False) for m in methods] + ([("vm_sel", True)] if "vm_sel" in methods else [])
     workers, skipped = {}, {}
     for key in runs:  # start one at a time: model builds would fight for the 2 cores
         w = _spawn(args, *key)
@@ -228,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
             workers[key] = w
     times: dict = {k: [] for k in workers}
     mems: dict = {k: 0.0 for k in workers}
+    bufs: dict = {k: 0.0 for k in workers}
     for _ in range(args.repeats):
         for key, w in workers.items():
             w.stdin.write("step\n")
@@ -235,48 +330,62 @@ def main(argv: list[str] | None = None) -> None:
             out = json.loads(w.stdout.readline())
             times[key].append(out["time"])
             mems[key] = max(mems[key], out["mem_mib"])
+            bufs[key] = max(bufs[key], out["buf_mib"])
     for w in workers.values():
         w.stdin.close()
         w.wait()
+    return times, mems, bufs, skipped
 
+
+def _rows(args: argparse.Namespace, methods: list[str], times: dict, mems: dict, bufs: dict, skipped: dict) -> list[dict]:
+    """Median time and peak memory per method, amortised for vm_sel, with ratios to both references
+    (``time_ratio``/``mem_ratio``: to baseline; ``*_bjoint``: to batched_joint)."""
     med = {k: statistics.median(v) for k, v in times.items()}
-    base_t, base_m = med[("baseline", False)], mems[("baseline", False)]
-    rows = []
     n = args.conflict_interval
+    rows = []
     for m in methods:
         if m in skipped:
             rows.append({"method": m, "skipped": skipped[m]})
             continue
         t, mem = med[(m, False)], mems[(m, False)]
-        row = {"method": m, "time_s": t, "mem_mib": mem}
+        row = {"method": m, "time_s": t, "mem_mib": mem, "buffer_mib": bufs[(m, False)]}
         if m == "vm_sel":
             tp = med[("vm_sel", True)]
             row.update(time_ordinary_s=t, time_probe_s=tp, time_s=(tp + (n - 1) * t) / n,
                        mem_mib=max(mem, mems[("vm_sel", True)]), mem_ordinary_mib=mem)
-        row["time_ratio"] = row["time_s"] / base_t
-        row["mem_ratio"] = row["mem_mib"] / base_m
         rows.append(row)
+    ref = {r["method"]: r for r in rows if r["method"] in REFERENCES and "skipped" not in r}
+    for row in rows:
+        for name, suffix in (("baseline", ""), ("batched_joint", "_bjoint")):
+            if name in ref and "skipped" not in row:
+                row["time_ratio" + suffix] = row["time_s"] / ref[name]["time_s"]
+                row["mem_ratio" + suffix] = row["mem_mib"] / ref[name]["mem_mib"]
+    return rows
 
+
+def _ratio(row: dict, key: str, width: int) -> str:
+    return f"{row[key]:{width}.3f}" if key in row else f"{'-':>{width}s}"
+
+
+def _print_table(args: argparse.Namespace, rows: list[dict]) -> None:
     print(f"device={args.device} size={args.size} M={len(OBJECTIVES)} batch={args.utts}x{args.secs}s/objective "
-          f"repeats={args.repeats} (medians, interleaved) moo_layers={args.moo_layers} conflict_interval={n} "
-          f"probe_coords={args.probe_coords or 'all'}")
-    print(f"{'method':15s} {'step s':>8s} {'x time':>7s} {'peak MiB':>9s} {'x mem':>6s}  notes")
+          f"threads={args.threads} amp={args.amp} moo_buffer_dtype={args.moo_buffer_dtype} "
+          f"repeats={args.repeats} (medians, interleaved) moo_layers={args.moo_layers} "
+          f"conflict_interval={args.conflict_interval} probe_coords={args.probe_coords or 'all'}")
+    print(f"{'method':15s} {'step s':>8s} {'x base':>7s} {'x bjoint':>8s} {'peak MiB':>9s} {'x mem':>6s} "
+          f"{'x mem bj':>8s} {'buf MiB':>8s}  notes")
     for r in rows:
         if "skipped" in r:
-            print(f"{r['method']:15s} {'-':>8s} {'-':>7s} {'-':>9s} {'-':>6s}  skipped: {r['skipped'][:90]}")
+            print(f"{r['method']:15s} {'-':>8s} {'-':>7s} {'-':>8s} {'-':>9s} {'-':>6s} {'-':>8s} {'-':>8s}  "
+                  f"skipped: {r['skipped'][:90]}")
             continue
         note = ""
         if r["method"] == "vm_sel":
             note = (f"amortised; ordinary {r['time_ordinary_s']:.3f}s, probe {r['time_probe_s']:.3f}s; "
                     f"ordinary-step mem {r['mem_ordinary_mib']:.0f} MiB")
-        print(f"{r['method']:15s} {r['time_s']:8.3f} {r['time_ratio']:7.3f} {r['mem_mib']:9.0f} {r['mem_ratio']:6.3f}  {note}")
-    print(f"(total {time.time() - t_start:.0f}s)")
-    if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"args": vars(args), "rows": rows}, f, indent=1)
-        os.replace(tmp, args.json)
-
+        print(f"{r['method']:15s} {r['time_s']:8.3f} {_ratio(r, 'time_ratio', 7)} {_ratio(r, 'time_ratio_bjoint', 8)} "
+              f"{r['mem_mib']:9.0f} {_ratio(r, 'mem_ratio', 6)} {_ratio(r, 'mem_ratio_bjoint', 8)} "
+              f"{r['buffer_mib']:8.1f}  {note}")
 
 if __name__ == "__main__":
     main()

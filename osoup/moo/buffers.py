@@ -1,7 +1,8 @@
 """Per-objective gradient buffers of one step and the Gramians built from them.
 
 The soup keeps per-objective gradients only where a Gramian needs them (``docs/design.md``,
-"MOO core"): the MOO layers of θ in one fp32 buffer ``[2, R, D]`` (half, row, coordinate),
+"MOO core"): the MOO layers of θ in one buffer ``[2, R, D]`` (half, row, coordinate; fp32, or
+bf16 to halve its memory, see :func:`buffer_dtype_of`),
 the heads' gradients with ``gram_params="all"`` (they add ``diag(⟨∇φ_m l_m^(0), ∇φ_m
 l_m^(1)⟩)``, paper eq. 11-12), a lower level's direct gradients while its coefficient is not
 known yet (:class:`LevelAccumulators`), and a probe step's other-layer gradients
@@ -17,6 +18,43 @@ from torch import Tensor
 from osoup.moo.selection import LayerGroups, Plan, count_sketch_into
 
 GRAM_KINDS = ("cross", "mean")
+BUFFER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+"""Storage types of the per-objective buffers, by the name ``--moo-buffer-dtype`` takes."""
+UPCAST_CHUNK = 1 << 24
+"""fp32 elements of one upcast slice of a bf16 buffer (64 MiB): Gramians and directions read a
+bf16 buffer slice by slice, so no fp32 copy of the whole buffer is ever made."""
+
+
+def buffer_dtype_of(value: torch.dtype | str) -> torch.dtype:
+    """The torch dtype of ``value`` (``"fp32"``, ``"bf16"`` or one of their dtypes)."""
+    dtype = BUFFER_DTYPES.get(value, value) if isinstance(value, str) else value
+    if dtype not in BUFFER_DTYPES.values():
+        raise ValueError(f"per-objective buffer dtype must be one of {', '.join(BUFFER_DTYPES)}, got {value!r}")
+    return dtype
+
+
+def gram_fp32(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ bᵀ`` accumulated in fp32 ([Ra, D] x [Rb, D] -> [Ra, Rb]); fp32 inputs take the plain
+    matmul, others are upcast slice by slice (test/test_moo_buffers.py)."""
+    if a.dtype == torch.float32 and b.dtype == torch.float32:
+        return a @ b.T
+    out = torch.zeros(a.shape[0], b.shape[0], device=a.device, dtype=torch.float32)
+    step = max(1, UPCAST_CHUNK // max(1, a.shape[0] + b.shape[0]))
+    for s in range(0, a.shape[1], step):
+        sa = a[:, s : s + step].float()
+        out.addmm_(sa, sa.T if b is a else b[:, s : s + step].float().T)
+    return out
+
+
+def combine_rows_fp32(w: Tensor, flat: Tensor) -> Tensor:
+    """``w @ flat`` in fp32 ([R] x [R, D] -> [D]), upcasting a low-precision ``flat`` by slices."""
+    if flat.dtype == torch.float32:
+        return w @ flat
+    out = torch.empty(flat.shape[1], device=flat.device, dtype=torch.float32)
+    step = max(1, UPCAST_CHUNK // max(1, flat.shape[0]))
+    for s in range(0, flat.shape[1], step):
+        torch.mv(flat[:, s : s + step].float().T, w, out=out[s : s + step])
+    return out
 
 
 def split_views(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
@@ -49,11 +87,15 @@ class ObjectiveBuffers:
         shared: θ.
         heads: every objective's head parameters; buffered when ``with_heads``.
         plan: the MOO layers now (:meth:`relayout` replaces it).
+        dtype: storage of the buffers (:func:`buffer_dtype_of`); Gramians and directions are
+            always computed in fp32.
     """
 
     def __init__(
-        self, rows: Sequence[int], shared: Sequence[Tensor], heads: Sequence[Sequence[Tensor]], with_heads: bool, plan: Plan
+        self, rows: Sequence[int], shared: Sequence[Tensor], heads: Sequence[Sequence[Tensor]], with_heads: bool, plan: Plan,
+        dtype: torch.dtype | str = torch.float32,
     ) -> None:
+        self.dtype = buffer_dtype_of(dtype)
         self._shared = list(shared)
         self._device = self._shared[0].device
         self._r = len(rows)
@@ -61,7 +103,7 @@ class ObjectiveBuffers:
         self.heads: list[list[Tensor]] | None = None
         if rows and with_heads:
             sizes = [sum(p.numel() for p in heads[m]) for m in rows]
-            self.heads = [[torch.zeros(s, device=self._device, dtype=torch.float32) for s in sizes] for _ in range(2)]
+            self.heads = [[torch.zeros(s, device=self._device, dtype=self.dtype) for s in sizes] for _ in range(2)]
             self._head_views = [[split_views(self.heads[h][r], heads[m]) for r, m in enumerate(rows)] for h in range(2)]
         self.theta: Tensor | None = None
         self.relayout(plan)
@@ -72,7 +114,7 @@ class ObjectiveBuffers:
         self.theta = None  # free the old buffer before allocating the new one
         self._views: list[list[list[Tensor]]] = []
         if self._r:
-            self.theta = torch.zeros(2, self._r, plan.dim_sel, device=self._device, dtype=torch.float32)
+            self.theta = torch.zeros(2, self._r, plan.dim_sel, device=self._device, dtype=self.dtype)
             params = [self._shared[j] for j in plan.sel_idx]
             self._views = [[split_views(self.theta[h, i], params) for i in range(self._r)] for h in range(2)]
 
@@ -96,19 +138,19 @@ class ObjectiveBuffers:
         out: dict[str, Tensor] = {}
         if "mean" in kinds:
             flat = self.theta.view(2 * r, d)
-            full = flat @ flat.T
+            full = gram_fp32(flat, flat)
             g00, g01, g11 = full[:r, :r], full[:r, r:], full[r:, r:]
             out["cross"] = g01
             out["mean"] = (g00 + g01 + g01.T + g11) * 0.25
         else:
-            out["cross"] = self.theta[0] @ self.theta[1].T
+            out["cross"] = gram_fp32(self.theta[0], self.theta[1])
         if self.heads is not None:
             h0, h1 = self.heads
-            d01 = torch.stack([torch.dot(a, b) for a, b in zip(h0, h1)])
+            d01 = torch.stack([_dot(a, b) for a, b in zip(h0, h1)])
             out["cross"] = out["cross"] + torch.diag(d01)
             if "mean" in out:
-                d00 = torch.stack([torch.dot(a, a) for a in h0])
-                d11 = torch.stack([torch.dot(b, b) for b in h1])
+                d00 = torch.stack([_dot(a, a) for a in h0])
+                d11 = torch.stack([_dot(b, b) for b in h1])
                 out["mean"] = out["mean"] + torch.diag((d00 + 2 * d01 + d11) * 0.25)
         return out
 
@@ -118,7 +160,8 @@ class ObjectiveBuffers:
         if not self._r or self.plan.dim_sel == 0:
             return
         wr = weights.index_select(0, self._rows_t)
-        direction = (wr.repeat(2) @ self.theta.view(2 * self._r, self.plan.dim_sel)) * 0.5
+        flat = self.theta.view(2 * self._r, self.plan.dim_sel)
+        direction = combine_rows_fp32(wr.repeat(2), flat) * 0.5
         params = [self._shared[j] for j in self.plan.sel_idx]
         torch._foreach_add_([p.grad for p in params], split_views(direction, params))
 
@@ -134,7 +177,7 @@ class ObjectiveBuffers:
         the halves) restricted to it; MOO layers from the θ buffer, the others from ``probe``."""
         grams: list[Tensor | None] = [None] * groups
         for g, (a, b) in zip(self.plan.selected, self.plan.sel_bounds):
-            seg = self.theta[0, :, a:b] + self.theta[1, :, a:b]
+            seg = self.theta[0, :, a:b].float() + self.theta[1, :, a:b].float()
             grams[g] = seg @ seg.T
         if self.plan.rest:
             if probe is None or probe.data is None:
@@ -143,6 +186,11 @@ class ObjectiveBuffers:
                 seg = probe.data[:, a:b]
                 grams[g] = seg @ seg.T
         return torch.stack(grams)  # type: ignore[arg-type]
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """``⟨a, b⟩`` in fp32."""
+    return torch.dot(a, b) if a.dtype == torch.float32 else torch.dot(a.float(), b.float())
 
 
 class LevelAccumulators:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
+import torch
 from torch.nn import Parameter
 
 from osoup.moo.lambdas import Level
@@ -56,6 +57,7 @@ def make_soup(
     moo_layers: int | float | None = None,
     conflict_interval: int = 50,
     probe_coords: int | None = None,
+    buffer_dtype: torch.dtype | str = torch.float32,
 ) -> Soup:
     """Build the :class:`~osoup.moo.soup.Soup` of one training method (paper §3-4, appendix D).
 
@@ -70,7 +72,7 @@ def make_soup(
     ``weighting`` (see :data:`osoup.moo.registry.WEIGHTINGS`) chooses the method inside every
     multi-objective level of vs/vc/vm, with ``weighting_kwargs`` as its options (for ``modo``
     they override ``modo``'s). ``layer_groups``/``moo_layers``/``conflict_interval``/
-    ``probe_coords``: layer selection, see :class:`~osoup.moo.soup.Soup`.
+    ``probe_coords``: layer selection; ``buffer_dtype``: fp32 or bf16 buffers; see :class:`~osoup.moo.soup.Soup`.
     """
     objectives = _check_request(method, heads, objectives, ssl, levels, static_weights, penalties)
     dynamic = _dynamic(weighting, modo, weighting_kwargs)
@@ -96,6 +98,7 @@ def make_soup(
         moo_layers=moo_layers,
         conflict_interval=conflict_interval,
         probe_coords=probe_coords,
+        buffer_dtype=buffer_dtype,
     )
 
 

@@ -69,6 +69,8 @@ class Soup:
             level). Before the first probe nothing is selected: λ's first update is at step 1.
         probe_coords: ``None``: a probe keeps every coordinate of the other layers; an int n:
             an n-bucket CountSketch per layer group (exact for groups of at most n coordinates).
+        buffer_dtype: storage of the per-objective gradients (``torch.float32`` or ``"fp32"``;
+            ``torch.bfloat16`` or ``"bf16"`` halves it); Gramians and λ stay fp32.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Soup:
         moo_layers: int | float | None = None,
         conflict_interval: int = 50,
         probe_coords: int | None = None,
+        buffer_dtype: torch.dtype | str = torch.float32,
     ) -> None:
         self._shared, self._levels = list(shared_params), list(levels)
         self._layout = layout_of(self._shared, self._levels, gram_params, penalize_lower_in_gram)
@@ -92,7 +95,8 @@ class Soup:
             lv.weighting.to(self._device, torch.float32)
         rows = self._layout.rows
         self._selection = make_selection(self._shared, layer_groups, moo_layers, conflict_interval, probe_coords, bool(rows))
-        self._buffers = ObjectiveBuffers(rows, self._shared, self._heads, gram_params == "all", self._selection.plan)
+        self._buffers = ObjectiveBuffers(rows, self._shared, self._heads, gram_params == "all", self._selection.plan,
+                                         buffer_dtype)
         self._accumulators = LevelAccumulators(self._shared)
         self._step_count = 0
         self._step = self._new_step()

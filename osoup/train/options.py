@@ -144,6 +144,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("probe_coords", "int", 0, "layer selection: a probe scores the other layer groups on CountSketches of this "
        "many buckets per group (see bench/probe_fidelity.py); 0 = every coordinate", "optimisation", at_least=0,
        methods=MODO_METHODS),
+    _o("moo_buffer_dtype", "str", "fp32", "storage of the per-objective gradient buffers (bf16 halves their memory; "
+       "Gramians and λ stay fp32)", "optimisation", choices=("fp32", "bf16"), methods=MODO_METHODS),
     _o("penalty_init", "floats", [], "η init per penalised level (defaults per method)", "optimisation",
        at_least=0, methods=PENALISED),
     _o("penalty_rate", "floats", [], "η rate per epoch per level (paper: 0.02)", "optimisation", at_least=0,
@@ -177,7 +179,7 @@ OPTIONS: tuple[Option, ...] = (
        at_least=0),
     _o("device", "str", "auto", "auto (cuda if available), cpu, cuda, cuda:1 ...", "run"),
     _o("amp", "str", "none", "mixed precision of the forward passes (fp16: with a dynamic loss scale); "
-       "per-objective gradients, Gramians and λ stay fp32", "run", choices=("none", "bf16", "fp16")),
+       "per-objective gradients (unless --moo-buffer-dtype bf16), Gramians and λ stay fp32", "run", choices=("none", "bf16", "fp16")),
     _o("threads", "int", 0, "torch threads (0: torch default)", "run", at_least=0),
     _o("verbose", "int", 1, "log level: 0 warnings, 1 info, 2 debug", "run", config=False),
     # -- data parallelism ----------------------------------------------------------------------

@@ -79,6 +79,7 @@ def make_update(cfg: Any, phase: Phase, model: SoupModel, specs: dict[str, Objec
         moo_layers=(int(k) if k >= 1 else float(k)) if k else None,
         conflict_interval=cfg.conflict_interval,
         probe_coords=cfg.probe_coords or None,
+        buffer_dtype=cfg.moo_buffer_dtype,
     )
 
 
