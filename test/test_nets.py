@@ -139,16 +139,17 @@ def test_batchnorm_training_ignores_padding_values():
 
 def test_masked_batchnorm_matches_torch_batchnorm_on_valid_frames():
     torch.manual_seed(4)
-    x = torch.randn(3, 5, 9)
+    x = torch.randn(3, 5, 9, dtype=torch.float64)  # float64: exact up to rounding on any CPU
     valid = torch.arange(9)[None] < torch.tensor([9, 4, 6])[:, None]
-    ours = MaskedBatchNorm1d(5).train()
-    ref = torch.nn.BatchNorm1d(5).train()
+    ours = MaskedBatchNorm1d(5).double().train()
+    ref = torch.nn.BatchNorm1d(5).double().train()
     y = ours(x, valid)
+    assert y.dtype == torch.float64
     flat = x.transpose(1, 2)[valid]  # [n_valid, C]
     want = ref(flat)
-    torch.testing.assert_close(y.transpose(1, 2)[valid], want, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ours.running_mean, ref.running_mean)
-    torch.testing.assert_close(ours.running_var, ref.running_var)
+    torch.testing.assert_close(y.transpose(1, 2)[valid], want, atol=1e-12, rtol=0)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean, atol=1e-12, rtol=0)
+    torch.testing.assert_close(ours.running_var, ref.running_var, atol=1e-12, rtol=0)
 
 
 # ----------------------------------------------------------------------------- causality
@@ -252,8 +253,8 @@ def test_cpc_count_and_never_uses_positive_or_padding_as_negative():
 
 def test_cpc_loss_ignores_padding_and_equals_log_candidates_when_uninformative():
     torch.manual_seed(9)
-    cpc = CPC(16, n_predict=4, n_negatives=5)
-    z, c = torch.randn(2, 25, 16), torch.randn(2, 25, 16)
+    cpc = CPC(16, n_predict=4, n_negatives=5).double()  # float64: exact up to rounding on any CPU
+    z, c = torch.randn(2, 25, 16, dtype=torch.float64), torch.randn(2, 25, 16, dtype=torch.float64)
     lengths = torch.tensor([25, 17])
     z2, c2 = z.clone(), c.clone()
     z2[1, 17:], c2[1, 17:] = 50.0, -50.0
@@ -262,11 +263,12 @@ def test_cpc_loss_ignores_padding_and_equals_log_candidates_when_uninformative()
     torch.manual_seed(10)
     l2, n2 = cpc.loss(z2, c2, lengths)
     assert n1.item() == n2.item()
-    assert l1.item() == pytest.approx(l2.item(), rel=1e-6)
+    assert l1.dtype == torch.float64
+    assert l1.item() == pytest.approx(l2.item(), rel=1e-12)
     # With one frame repeated everywhere every candidate scores the same: loss = log(1 + N).
     flat = z[:, :1].expand(2, 25, 16)
     l3, n3 = cpc.loss(flat, c, lengths)
-    assert l3.item() / n3.item() == pytest.approx(math.log(6), rel=1e-5)
+    assert l3.item() / n3.item() == pytest.approx(math.log(6), rel=1e-12)
 
 
 def _toy_batch(b: int = 4, t: int = 160, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -79,14 +79,15 @@ class MaskedBatchNorm1d(nn.Module):
             self.num_batches_tracked += 1
 
     def forward(self, x: Tensor, valid: Tensor, causal: bool = False) -> Tensor:
-        """x [B, C, T], valid bool [B, T] -> [B, C, T] (computed in float32)."""
+        """x [B, C, T], valid bool [B, T] -> [B, C, T] (computed in float32 at least: half
+        precision is upcast, float64 stays float64)."""
         dtype = x.dtype
-        x = x.float()
+        x = x.to(torch.promote_types(dtype, torch.float32))
         if self.training and not causal:
             mean, var, n = self._batch_stats(x, valid)
             self._update_running(mean, var, n)
         else:
-            mean, var = self.running_mean.float().clone(), self.running_var.float().clone()
+            mean, var = self.running_mean.to(x.dtype).clone(), self.running_var.to(x.dtype).clone()
             if self.training:  # causal training pass: normalise with old stats, then update.
                 with torch.no_grad():
                     self._update_running(*self._batch_stats(x.detach(), valid))

@@ -43,13 +43,14 @@ class CPC(nn.Module):
         """
         device = z.device
         with torch.autocast(device_type=device.type, enabled=False):
-            # Scores in float32: bf16 dot products of large vectors would blur InfoNCE logits.
-            return self._loss(z.float(), c.float(), lengths.to(device))
+            # Scores in float32 at least: bf16 dot products of large vectors would blur InfoNCE logits.
+            dtype = torch.promote_types(z.dtype, torch.float32)
+            return self._loss(z.to(dtype), c.to(dtype), lengths.to(device))
 
     def _loss(self, z: Tensor, c: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         b, t, _ = z.shape
         device = z.device
-        total = z.new_zeros((), dtype=torch.float32)
+        total = z.new_zeros(())
         count = torch.zeros((), dtype=torch.long, device=device)
         # Uniform over the len-1 frames other than the positive: r in [0, len-2], skip pos.
         n_other = (lengths - 1).clamp(min=1)[:, None, None]
