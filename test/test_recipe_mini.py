@@ -69,10 +69,11 @@ def test_rerun_skips_finished_stages(prepared: Path) -> None:
 
 def test_train_decode_score_learns(prepared: Path) -> None:
     """vs on asr_fr + st_fr (no SSL) overfits the ~16 training utterances of the tiny corpus:
-    greedy decoding of those same utterances reaches CER <= 10% within 200 steps."""
+    greedy decoding of those same utterances reaches CER <= 10% within 120 steps (training
+    losses were about 0.02 per token at step 120 in a measured run)."""
     conf = prepared / "conf" / "overfit.yaml"
     conf.write_text(
-        "model-size: tiny\nssl: none\nspecaug: false\ndropout: 0.0\nepochs: 5\nsteps-per-epoch: 40\n"
+        "model-size: tiny\nssl: none\nspecaug: false\ndropout: 0.0\nepochs: 4\nsteps-per-epoch: 30\n"
         "max-frames: 100000\nmax-utts: 32\nlr-backbone: 2.0e-3\nlr-heads: 2.0e-3\nwarmup-steps: 20\n"
         "scheduler: none\ngamma: 0.05\ngram-normalize: mean-diag\nlog-interval: 50\nthreads: 2\n",
         encoding="utf-8",
