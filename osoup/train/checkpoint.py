@@ -6,7 +6,6 @@ import logging
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -14,28 +13,23 @@ import numpy as np
 import torch
 
 from osoup import expdir
+from osoup.fileio import atomic_write
 from osoup.expdir import epoch_checkpoints  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 
 def save_atomic(obj: object, path: str | Path) -> None:
-    """torch.save to a temp file in the same dir, fsync, then rename: a kill never leaves a
-    truncated file under ``path``."""
+    """torch.save through :func:`osoup.fileio.atomic_write` (temp file, fsync, rename): a kill
+    never leaves a truncated file under ``path``, and a failed write names ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno is not None and (e.filename is None or e.filename == tmp):
-            raise OSError(e.errno, e.strerror, str(path)) from e  # name the checkpoint, not the temp file
-        if isinstance(e, RuntimeError) and ("inline_container" in str(e) or "PytorchStreamWriter" in str(e)):
+    except RuntimeError as e:
+        if "inline_container" in str(e) or "PytorchStreamWriter" in str(e):
             raise _write_error(path, e) from e  # torch's writer turns a failed write into RuntimeError
         raise
 
