@@ -71,7 +71,7 @@ from osoup.expdir import (  # noqa: F401 - the layout's names, re-exported
     epoch_checkpoints,
     model_files,
 )
-from osoup.expdir import _WRITERS, _others
+from osoup.expdir import _others
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -209,8 +209,8 @@ def read_packed(path: str | Path, device: str = "cpu") -> tuple[SoupModel, dict[
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: packed model not found (written by {_WRITERS[PACKED]})")
-    hint = f"re-create it with {_WRITERS[PACKED]}"
+        raise DataError(f"{path}: packed model not found (written by {written_by(PACKED)})")
+    hint = f"re-create it with {written_by(PACKED)}"
     pack = load_torch_file(path, "packed model", PACKED_KEYS, hint)
     model = build_model(pack, path, device)
     tokenizers = {}
