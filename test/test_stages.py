@@ -450,14 +450,24 @@ def test_stage11_model_soups(fake_recipe) -> None:
     assert r.returncode == 1 and "--soup-methods: single is several models, not one" in r.stderr
 
 
-def test_lock_left_by_a_killed_run_is_waited_for(fake_recipe) -> None:
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
+def test_lock_left_by_a_killed_run_is_waited_for(fake_recipe, reaped) -> None:
     """The run that took the lock is dead but one of its children still holds it (a kill
-    still being delivered): the next run waits for that child instead of failing."""
+    still being delivered): the next run waits for that child instead of failing. A dead run
+    nobody has reaped yet (a zombie, as under a container's PID 1 that never reaps) counts as
+    dead too, though kill -0 still reaches it."""
     recipe, env = fake_recipe
     lock = recipe / "data" / ".lock" / "stage6.vs"
     lock.parent.mkdir(parents=True)
     dead = subprocess.Popen(["true"])
-    dead.wait()  # a PID that no longer runs
+    if reaped:
+        dead.wait()  # a PID that no longer runs
+    else:
+        stat = Path(f"/proc/{dead.pid}/stat")
+        deadline = time.time() + 10
+        while stat.read_text().rsplit(") ", 1)[1][0] != "Z" and time.time() < deadline:
+            time.sleep(0.01)
+        assert stat.read_text().rsplit(") ", 1)[1][0] == "Z"
     child = subprocess.Popen(
         [sys.executable, "-c",
          "import fcntl, sys, time\n"
@@ -469,5 +479,6 @@ def test_lock_left_by_a_killed_run_is_waited_for(fake_recipe) -> None:
         r = _run(recipe, STAGE6, env)
     finally:
         child.wait()
+        dead.wait()
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"(PID {dead.pid}) is gone" in r.stderr

@@ -46,6 +46,19 @@ split_opts() {
   read -r -a _so_out <<< "$3"
 }
 
+# pid_running PID: true when PID is a live process. A killed process whose parent has not reaped
+# it yet (a zombie; in a container whose PID 1 never reaps orphans it stays one) holds no files
+# and counts as gone, though kill -0 still reaches it.
+pid_running() {
+  local state
+  if ! kill -0 "$1" 2> /dev/null; then return 1; fi
+  if [ -r "/proc/$1/stat" ]; then
+    state=$(sed 's/^.*) //' "/proc/$1/stat" 2> /dev/null | cut -c1)
+    if [ "$state" = Z ] || [ "$state" = X ]; then return 1; fi
+  fi
+  return 0
+}
+
 # take_lock FILE WHAT: hold the lock FILE (flock) until release_lock or exit; when another
 # process holds it, say which (its PID is in FILE) and exit 1 at once instead of waiting.
 take_lock() {
@@ -60,7 +73,7 @@ take_lock() {
     holder=$(head -c 20 "$1" | tr -dc '0-9')
     # A killed run's children inherit the lock and may take a moment to exit: when the run
     # that took the lock is gone, wait a little for them; a live holder fails at once.
-    if [ -n "$holder" ] && ! kill -0 "$holder" 2> /dev/null && flock -w 30 "$stage_lock_fd"; then
+    if [ -n "$holder" ] && ! pid_running "$holder" && flock -w 30 "$stage_lock_fd"; then
       log "the run that held the lock of $2 (PID $holder) is gone; its processes have exited"
     else
       log "ERROR: another run (PID ${holder:-unknown}) holds the lock of $2 in $PWD ($1); wait for it to finish or stop it"
