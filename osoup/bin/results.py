@@ -9,6 +9,13 @@ seed replicas and are reported as mean ± std. Writes into ``--out``: ``RESULTS.
 WER/CER and S2TT BLEU tables: languages + Ave. by methods, as the paper's Tables 1, 2, 5),
 ``results.json``, ``radar.png`` (Fig. 1 shape) and ``tradeoff.png`` (average error vs BLEU).
 
+Paired significance (``--bootstrap 1000``, the default; 0: off): every method is compared with
+the method labelled ``--bootstrap-ref`` (default ``joint``, when there is one) by paired bootstrap
+resampling of the test utterances, read back from the hypothesis and reference files each
+results.json names. RESULTS.md marks significantly better (*) and worse (‡) cells and lists each
+difference with its 95% interval; the plots draw significant points filled
+(``osoup.score.significance``, ``docs/results.md``).
+
 With ``--resources`` it also measures what deploying each method costs (the paper's Table 9:
 parameters, packed size, load time, decoding real-time factor) and writes ``RESOURCES.md`` and
 ``resources.json``. Under one label, experiments with the same heads are seed replicas (the
@@ -38,6 +45,7 @@ import configargparse
 
 from osoup import expdir
 from osoup.fileio import DataError, run_command, setup_logging
+from osoup.score.significance import DEFAULT_REFERENCE, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 log = logging.getLogger("osoup-results")
 
@@ -56,6 +64,12 @@ def get_parser() -> configargparse.ArgumentParser:
     p.add_argument("--sweep-labels", nargs="*", default=[],
                    help="labels whose experiments are the grid points of one static sweep: the point with the "
                         "lowest dev loss is reported (one space-separated string is split)")
+    g = p.add_argument_group("paired significance (bootstrap of test utterances)")
+    g.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
+                   help="resamples of the paired bootstrap against --bootstrap-ref (0: no significance test)")
+    g.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED, help="seed of the resampling (reported)")
+    g.add_argument("--bootstrap-ref", default=None,
+                   help=f"label of the reference method (default: {DEFAULT_REFERENCE!r} when a method has that label)")
     g = p.add_argument_group("resources (Table 9)")
     g.add_argument("--resources", action="store_true",
                    help="also measure parameters, packed size, load time and decoding RTF of each method")
@@ -94,11 +108,23 @@ def _run(args) -> None:
     methods = gather(results, labels=labels, split=args.split, decode_tag=args.decode_tag)
     for m in methods:
         m.selection = selections.get(m.label)
-    written = write_comparison(methods, args.out, split=args.split)
+    written = write_comparison(methods, args.out, split=args.split, significance=_significance(args, methods))
     for kind, path in written.items():
         log.info("wrote %s (%s)", path, kind)
     if args.resources:
         _resources(args, labels, [str(Path(r["_path"]).parent) for r in results])
+
+
+def _significance(args, methods):
+    """The paired bootstrap of every method against the reference method; None when off."""
+    from osoup.score.significance import paired_significance
+
+    if args.bootstrap < 0:
+        raise DataError(f"--bootstrap must be >= 0 (0: off), got {args.bootstrap}")
+    if args.bootstrap == 0:
+        return None
+    return paired_significance(methods, reference=args.bootstrap_ref or DEFAULT_REFERENCE, resamples=args.bootstrap,
+                               seed=args.bootstrap_seed, required=args.bootstrap_ref is not None)
 
 
 def _sweep_labels(args, labels: list[str]) -> list[str]:

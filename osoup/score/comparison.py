@@ -144,7 +144,9 @@ def make_replica(res: dict, split: str, decode_tag: str | None = None) -> Replic
     dtag = _decode_tag(res, decode_tag)
     for e in res["decodes"][dtag]["sets"]:
         _check_entry(e, f"{res['_path']}: decode {dtag!r}")
-    sets = [e for e in res["decodes"][dtag]["sets"] if e["split"] == split]
+    # where the entry's texts are read back (paired significance): the scoring options and exp dir
+    source = {"_normalized": res.get("normalized", True), "_exp_dir": str(Path(res["_path"]).parent)}
+    sets = [{**e, **source} for e in res["decodes"][dtag]["sets"] if e["split"] == split]
     if not sets:
         raise DataError(f"{res['_path']}: no '{split}' sets in decode {dtag!r}")
     return Replica(exp=res["_path"], seed=res.get("seed"),

@@ -4,7 +4,8 @@
   ``averages`` entry per decode tag for readers of the file; it is recomputed from the
   per-language entries on every write and ignored on reading.
 * A comparison dir (``osoup-results --out``): ``RESULTS.md``, ``results.json``, ``radar.png``
-  and ``tradeoff.png``.
+  and ``tradeoff.png``; with the paired significance, results.json holds it under
+  ``significance`` (:meth:`osoup.score.significance.Significance.to_json`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from osoup.fileio import DataError, atomic_write
 from osoup.score.comparison import Method, summary
 from osoup.score.plots import radar_plot, tradeoff_plot
 from osoup.score.scoring import split_averages
+from osoup.score.significance import Significance
 from osoup.score.tables import comparison_markdown, format_exp_markdown
 
 
@@ -64,16 +66,20 @@ def load_results(path: str | Path) -> dict:
     return data
 
 
-def write_comparison(methods: list[Method], out_dir: str | Path, split: str = "test") -> dict[str, Path]:
+def write_comparison(methods: list[Method], out_dir: str | Path, split: str = "test",
+                     significance: Significance | None = None) -> dict[str, Path]:
     """RESULTS.md, results.json, radar.png and tradeoff.png into ``out_dir`` (a plot that has
-    nothing to show is not written)."""
+    nothing to show is not written), with the paired significance where given."""
     out_dir = Path(out_dir)
     written = {"md": out_dir / "RESULTS.md", "json": out_dir / "results.json"}
     with atomic_write(written["md"]) as f:
-        f.write(comparison_markdown(methods, split))
-    _write_json(written["json"], summary(methods, split))
+        f.write(comparison_markdown(methods, split, significance))
+    data = summary(methods, split)
+    if significance is not None:
+        data["significance"] = significance.to_json()
+    _write_json(written["json"], data)
     for key, fn in (("radar", radar_plot), ("tradeoff", tradeoff_plot)):
-        p = fn(methods, out_dir / f"{key}.png")
+        p = fn(methods, out_dir / f"{key}.png", significance)
         if p is not None:
             written[key] = p
     return written

@@ -53,6 +53,18 @@ def _check_inputs(refs: dict[str, str], hyps: dict[str, str], metric: str, ref_n
                         f"e.g. {extra[0]!r}")
 
 
+def _aligned(refs: dict[str, str], hyps: dict[str, str], metric: str,
+             normalize: Callable[[str], str] | None) -> tuple[list[str], dict, dict, list[str], list[str]]:
+    """Normalised texts keyed by the sorted reference ids (a missing hypothesis is empty), the ids
+    without a hypothesis and, for WER/CER, those whose reference is empty after normalisation."""
+    norm = normalize or _identity
+    ids = sorted(refs)
+    ref_txt = {u: norm(refs[u]) for u in ids}
+    hyp_txt = {u: norm(hyps.get(u, "")) for u in ids}
+    empty = [u for u in ids if not ref_txt[u].strip()] if metric != "bleu" else []
+    return ids, ref_txt, hyp_txt, [u for u in ids if u not in hyps], empty
+
+
 def _metric_numbers(metric: str, refs: list[str], hyps: list[str], ids: list[str], ref_name: str) -> dict:
     """The metric's own numbers; WER entries carry every language's character error rate too."""
     try:
@@ -86,15 +98,10 @@ def score_texts(
     (behaviour pinned by ``test/test_score.py``).
     """
     _check_inputs(refs, hyps, metric, ref_name, hyp_name)
-    norm = normalize or _identity
-    ids = sorted(refs)
-    missing = [u for u in ids if u not in hyps]
+    ids, ref_txt, hyp_txt, missing, empty = _aligned(refs, hyps, metric, normalize)
     if missing:
         log.warning("%s: %d of %d reference utterances have no hypothesis (scored as empty, i.e. "
                     "deletions), e.g. %s", hyp_name, len(missing), len(ids), missing[0])
-    ref_txt = {u: norm(refs[u]) for u in ids}
-    hyp_txt = {u: norm(hyps.get(u, "")) for u in ids}
-    empty = [u for u in ids if not ref_txt[u].strip()] if metric != "bleu" else []
     if empty:
         log.warning("%s: %d of %d references are empty after normalisation and are not scored, "
                     "e.g. %s", ref_name, len(empty), len(ids), empty[0])
@@ -163,6 +170,38 @@ def _score_set(set_name: str, task: str, hyp_path: Path, data_root: Path, normal
     res.update({"set": set_name, "split": split, "task": task,
                 "hyp_file": str(hyp_path), "ref_file": str(ref_path)})
     return res
+
+
+def entry_files(entry: dict, exp_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """The hypothesis and reference files a results.json entry was scored from. A hypothesis
+    path that does not resolve from here (scored from another dir, or the experiment moved) is
+    looked up in ``exp_dir`` (the dir holding the results.json) as ``decode_<dtag>/<set>/hyp.<task>``.
+    DataError when either is not there."""
+    if not entry.get("hyp_file") or not entry.get("ref_file"):
+        raise DataError(f"{entry.get('set')} {entry.get('task')}: the results.json entry names no hyp_file/ref_file "
+                        f"(written by an older osoup-score; rerun stage 8)")
+    hyp, ref = Path(entry["hyp_file"]), Path(entry["ref_file"])
+    if not hyp.is_file() and exp_dir is not None:
+        hyp = Path(exp_dir) / hyp.parent.parent.name / hyp.parent.name / hyp.name
+    for path in (hyp, ref):
+        if not path.is_file():
+            raise DataError(f"{path}: not found (scored in {entry.get('set')} {entry.get('task')})")
+    return hyp, ref
+
+
+def scored_texts(entry: dict, metric: str, normalize: bool = True,
+                 exp_dir: str | Path | None = None) -> tuple[list[str], list[str], list[str]]:
+    """Utterance ids, references and hypotheses of one results.json entry, exactly as
+    :func:`score_texts` scored them with ``metric``: sorted ids, normalised, a missing hypothesis
+    empty, and for WER/CER the references that are empty after normalisation left out."""
+    hyp_path, ref_path = entry_files(entry, exp_dir)
+    refs, hyps = read_scp(ref_path, allow_empty_value=True), read_hyp_file(hyp_path)
+    _check_inputs(refs, hyps, metric, str(ref_path), str(hyp_path))
+    norm = default_normalizer(entry["task"], entry["lang"]) if normalize else None
+    ids, ref_txt, hyp_txt, _, empty = _aligned(refs, hyps, metric, norm)
+    dropped = set(empty)
+    keep = [u for u in ids if u not in dropped]
+    return keep, [ref_txt[u] for u in keep], [hyp_txt[u] for u in keep]
 
 
 def _attach_config(exp_dir: Path, dtag: str, dec: dict) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import statistics
 
+from osoup.score.bootstrap import MARK_BETTER, MARK_WORSE, Delta
 from osoup.score.comparison import Method, mean_std
 from osoup.score.langs import lang_label, sort_langs
 from osoup.score.scoring import select_sets
+from osoup.score.significance import AVE, TEST, Significance
 
 EXP_NOTE = ("WER/CER: corpus level (total errors / total reference words or characters); the "
             "CER column scores every language by character (whitespace removed). "
@@ -97,24 +99,30 @@ def _measure_title(methods: list[Method], measure: str) -> str:
     return "## S2TT BLEU, higher is better"
 
 
-def _measure_table(methods: list[Method], measure: str) -> tuple[list[str], bool]:
+def _measure_table(methods: list[Method], measure: str, sig: Significance | None = None) -> tuple[list[str], bool]:
     """One table (languages + Ave. by methods); also whether some average covers fewer
-    languages than the rows (marked †). Empty when no method has the measure."""
+    languages than the rows (marked †). Empty when no method has the measure. With ``sig``, a
+    cell whose difference to the reference method is significant carries its mark."""
     values = [m.values(measure) for m in methods]
     langs = sort_langs(lang for v in values for lang in v)
     if not langs:
         return [], False
+
+    def mark(m: Method, lang: str) -> str:
+        got = sig.mark(measure, m.label, lang) if sig is not None else ""
+        return f" {got}" if got else ""
+
     header = f"| {'Lang→En' if measure == 'st' else 'Lang'} | " + " | ".join(m.label for m in methods) + " |"
     lines = [_measure_title(methods, measure), "", header, "|---|" + "---:|" * len(methods)]
     for lang in langs:
-        cells = [_cell(v[lang]) if lang in v else "–" for v in values]
+        cells = [_cell(v[lang]) + mark(m, lang) if lang in v else "–" for m, v in zip(methods, values)]
         lines.append(f"| {lang_label(lang, measure)} | " + " | ".join(cells) + " |")
     aves, partial = [], False
     for m, v in zip(methods, values):
         per = m.averages(measure)
-        mark = " †" if per and set(v) != set(langs) else ""
-        partial = partial or bool(mark)
-        aves.append(f"**{_cell(per)}**{mark}" if per else "–")
+        partial_mark = " †" if per and set(v) != set(langs) else ""
+        partial = partial or bool(partial_mark)
+        aves.append(f"**{_cell(per)}**{partial_mark}{mark(m, AVE)}" if per else "–")
     return lines + ["| Ave. | " + " | ".join(aves) + " |", ""], partial
 
 
@@ -144,19 +152,59 @@ def selection_markdown(methods: list[Method]) -> list[str]:
     return lines
 
 
-def comparison_markdown(methods: list[Method], split: str = "test") -> str:
+def _delta_cell(d: Delta | None) -> str:
+    """``+1.2 [+0.3, +2.0] ‡``: observed difference, 95% interval, mark."""
+    return "–" if d is None else f"{d.observed:+.1f} [{d.low:+.1f}, {d.high:+.1f}]" + (f" {d.mark}" if d.mark else "")
+
+
+def significance_markdown(methods: list[Method], measures: list[str], sig: Significance | None) -> list[str]:
+    """The legend of the significance marks and, per measure, each method's difference to the
+    reference with its 95% interval (:mod:`osoup.score.significance`); nothing without ``sig``."""
+    if sig is None:
+        return []
+    title = f"## Paired significance vs {sig.reference}"
+    if sig.note:
+        return [title, "", f"Not computed: {sig.note}.", ""]
+    lines = [title, "",
+             f"Test: {TEST}, {sig.resamples} resamples, seed {sig.seed}; the difference (method − "
+             f"{sig.reference}) with its 95% percentile interval. {MARK_BETTER}: significantly better than "
+             f"{sig.reference}, {MARK_WORSE}: significantly worse (the interval excludes 0). Seed replicas: each "
+             f"method's corpus metric is averaged over its seeds inside every resample."
+             + (f" BLEU signature: `{sig.bleu_signature}`." if sig.bleu_signature else ""), ""]
+    others = [m for m in methods if m.label != sig.reference]
+    for measure in measures:
+        langs = sort_langs(lang for (ms, _, lang) in sig.deltas if ms == measure and lang != AVE)
+        if not langs:
+            continue
+        lines += [_measure_title(methods, measure).replace("## ", "### Difference to " + sig.reference + ": ", 1), "",
+                  f"| {'Lang→En' if measure == 'st' else 'Lang'} | " + " | ".join(m.label for m in others) + " |",
+                  "|---|" + "---:|" * len(others)]
+        ave = [AVE] if any(sig.get(measure, m.label, AVE) for m in others) else []
+        for lang in langs + ave:
+            name = "Ave." if lang == AVE else lang_label(lang, measure)
+            lines.append(f"| {name} | " + " | ".join(_delta_cell(sig.get(measure, m.label, lang)) for m in others) + " |")
+        lines.append("")
+    return lines
+
+
+def comparison_markdown(methods: list[Method], split: str = "test", significance: Significance | None = None) -> str:
     """Tables in the shape of the paper's Tables 1/2/5: languages + Ave. by methods. The CER
-    table of every language is shown only when some language is scored by word."""
+    table of every language is shown only when some language is scored by word. With
+    ``significance``, cells carry its marks and a section lists the differences to the reference."""
     measures = ["asr"]
     if any(metric == "wer" for m in methods for metric in m.asr_metric.values()):
         measures.append("asr_cer")
     measures.append("st")
     lines, partial = [f"# Comparison ({split} sets)", ""], False
     for measure in measures:
-        table, marked = _measure_table(methods, measure)
+        table, marked = _measure_table(methods, measure, significance)
         lines += table
         partial = partial or marked
     lines.append(COMPARISON_NOTE)
     if partial:
         lines.append("†: average over fewer languages than the table rows.")
-    return "\n".join(lines + [""] + _experiments(methods) + selection_markdown(methods))
+    if significance is not None and significance.deltas:
+        lines.append(f"{MARK_BETTER} / {MARK_WORSE}: significantly better / worse than {significance.reference} "
+                     f"(paired bootstrap, 95%; section \"Paired significance vs {significance.reference}\").")
+    lines += [""] + significance_markdown(methods, measures, significance)
+    return "\n".join(lines + _experiments(methods) + selection_markdown(methods))
