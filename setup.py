@@ -25,6 +25,8 @@ COMMANDS = {
     "results": "osoup.bin.results",
     "conflict": "osoup.bin.conflict",
     "soup": "osoup.bin.model_soup",
+    # pretrained backbones (the hf extra)
+    "make-tiny-w2v2": "osoup.bin.make_tiny_w2v2",
 }
 
 setup(
@@ -56,6 +58,8 @@ setup(
         "test": ["pytest", "pytest-timeout", "kaldi-native-fbank"],
         # solvers of the optional weightings (--weighting upgrad | dualproj | cagrad | nash_mtl | fairgrad)
         "solvers": ["torchjd[quadprog-projector,cagrad,nash-mtl,fairgrad]==0.18.0"],
+        # --backbone hf_wav2vec2 (wav2vec 2.0 / XLS-R / HuBERT / WavLM checkpoints), osoup-make-tiny-w2v2
+        "hf": ["transformers==5.24.0"],
     },
     entry_points={
         "console_scripts": [f"osoup-{name}={mod}:main" for name, mod in COMMANDS.items()]

@@ -4,6 +4,8 @@
     tools/venv/bin/python bench/bench_moo_step.py --device cuda --size 58m
     tools/venv/bin/python bench/bench_moo_step.py --methods baseline,joint,modo_vs --weightings new
     tools/venv/bin/python bench/bench_moo_step.py --device cuda --size 100m --amp bf16 --moo-buffer-dtype bf16
+    tools/venv/bin/python bench/bench_moo_step.py --backbone tiny_w2v2 --methods baseline,batched_joint,joint,vm,vm_sel
+    tools/venv/bin/python bench/bench_moo_step.py --device cuda --backbone hf_wav2vec2 --size xlsr300m --amp bf16
 
 M = 10 objectives (asr_{en,fr,de,es,ca}, st_{fr,de,es,ca}, ssl = CPC), each with its own random
 batch (``--utts`` × ``--secs`` of 80-dim features, split in two halves of disjoint utterances)
@@ -24,6 +26,12 @@ its name: ``vs`` over all 10 objectives with that weighting inside its one level
 ``--weightings`` appends registry names to ``--methods``: a list, ``new`` (the weightings
 added with docs/weightings.md) or ``all`` (every registry weighting except ``modo``, which is
 ``modo_vs``, and ``static``, which needs weights).
+
+``--backbone tiny_w2v2|hf_wav2vec2`` replaces the Conformer by a wav2vec 2.0 encoder built from a
+config with random weights (nothing is downloaded; ``docs/backbones.md``): ``tiny_w2v2`` is the
+mini recipe's (osoup-make-tiny-w2v2: width 64, 2 layers), ``hf_wav2vec2 --size xlsr300m`` is
+XLS-R 300M's architecture (24 layers, width 1024). Inputs are then raw 16 kHz waveforms, the SSL
+objective is wav2vec 2.0's contrastive loss (``ssl: w2v2``) and the CNN feature encoder is frozen.
 
 Every method is reported against ``baseline`` (``x base``) and ``batched_joint`` (``x bjoint``).
 ``--moo-buffer-dtype bf16`` stores the Soup's per-objective gradients in bf16 (half the memory;
@@ -98,30 +106,57 @@ def batched_joint_loss(model, batches: dict, names: list[str]):
     return torch.stack(losses).mean(), losses
 
 
+XLSR_300M = dict(
+    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, conv_dim=(512,) * 7,
+    conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2), feat_extract_norm="layer",
+    do_stable_layer_norm=True, conv_bias=True, num_codevector_groups=2, num_codevectors_per_group=320,
+    codevector_dim=768, proj_codevector_dim=768, layerdrop=0.0)
+"""XLS-R 300M's architecture (Babu et al., 2021; the checkpoint's config.json, dropouts left at the defaults)."""
+
+
+def build_model(args: argparse.Namespace, heads: dict):
+    """The bench's SoupModel and its input (feature dim, frames per second): the Conformer of
+    ``--size`` on fbank with CPC, or a random-weight wav2vec 2.0 encoder on raw audio with w2v2."""
+    from osoup.nets.configs import MODEL_CONFIGS
+    from osoup.nets.model import SoupModel
+
+    if args.backbone == "conformer":
+        return SoupModel(MODEL_CONFIGS[args.size], heads, ssl="cpc"), 80, 100
+    import transformers
+
+    from osoup.bin.make_tiny_w2v2 import tiny_config
+
+    conf = tiny_config() if args.backbone == "tiny_w2v2" else dict(XLSR_300M)
+    hf_config = transformers.Wav2Vec2Config(**conf).to_dict()
+    enc = {"backbone": "hf_wav2vec2", "hf_config": hf_config, "pretrained": False, "freeze_feature_encoder": True,
+           "grad_checkpointing": args.grad_checkpointing}
+    return SoupModel(enc, heads, ssl="w2v2"), 1, 16000
+
+
 def _worker(args: argparse.Namespace) -> None:
     import resource
 
     import torch
 
     from osoup.moo import make_soup
-    from osoup.nets.configs import MODEL_CONFIGS
-    from osoup.nets.model import SoupModel
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dev = torch.device(args.device)
     vocab = args.vocab
-    model = SoupModel(MODEL_CONFIGS[args.size], {n: vocab for n in OBJECTIVES if n != "ssl"}, ssl="cpc").to(dev)
+    model, feat_dim, rate = build_model(args, {n: vocab for n in OBJECTIVES if n != "ssl"})
+    model = model.to(dev)
     model.train()
-    frames = int(args.secs * 100)
+    frames = int(args.secs * rate)
+    out_frames = int(args.secs * 100) if feat_dim == 80 else model.encoder.n_frames(frames)
     half = args.utts // 2
     g = torch.Generator().manual_seed(1)
     batches = {}
     for n in OBJECTIVES:
         for h in (0, 1):
-            feats = torch.randn(half, frames, 80, generator=g).to(dev)
+            feats = torch.randn(half, frames, feat_dim, generator=g).to(dev)
             lengths = torch.full((half,), frames, dtype=torch.long).to(dev)
-            tlen = torch.randint(frames // 20, frames // 10, (half,), generator=g)
+            tlen = torch.randint(out_frames // 20, out_frames // 10, (half,), generator=g)
             targets = torch.randint(1, vocab, (half, int(tlen.max())), generator=g).to(dev)
             batches[n, h] = (feats, lengths, targets, tlen.to(dev))
 
@@ -240,11 +275,11 @@ def _profile(method: str, dev, step) -> None:
 # ----------------------------------------------------------------------------- parent side
 def _spawn(args: argparse.Namespace, method: str, probe: bool = False) -> subprocess.Popen:
     cmd = ([sys.executable, os.path.abspath(__file__), "--worker", "--method", method, "--device", args.device,
-            "--size", args.size, "--utts", str(args.utts), "--secs", str(args.secs), "--vocab", str(args.vocab),
+            "--size", args.size, "--backbone", args.backbone, "--utts", str(args.utts), "--secs", str(args.secs), "--vocab", str(args.vocab),
             "--warmup", str(args.warmup), "--threads", str(args.threads), "--moo-layers", str(args.moo_layers),
             "--conflict-interval", str(args.conflict_interval), "--probe-coords", str(args.probe_coords),
             "--moo-buffer-dtype", args.moo_buffer_dtype, "--amp", args.amp]
-           + (["--probe"] if probe else []) + (["--profile"] if args.profile and not probe else []))
+           + (["--probe"] if probe else []) + (["--grad-checkpointing"] if args.grad_checkpointing else []) + (["--profile"] if args.profile and not probe else []))
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1)
 
 
@@ -255,7 +290,11 @@ def _moo_layers(value: str) -> int | float:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ap.add_argument("--size", default=None, help="MODEL_CONFIGS name (default: tiny on CPU, 58m on CUDA)")
+    ap.add_argument("--size", default=None, help="MODEL_CONFIGS name (default: tiny on CPU, 58m on CUDA); "
+                    "with --backbone hf_wav2vec2: xlsr300m")
+    ap.add_argument("--backbone", default="conformer", choices=("conformer", "tiny_w2v2", "hf_wav2vec2"),
+                    help="shared encoder (wav2vec 2.0 ones: random weights from a config, raw-audio input)")
+    ap.add_argument("--grad-checkpointing", action="store_true", help="wav2vec 2.0 backbones: recompute activations")
     ap.add_argument("--methods", default=",".join(METHODS), help="engine methods and/or registry weighting names")
     ap.add_argument("--weightings", default="", help="registry weightings to add to --methods: a list, 'new' or 'all'")
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per method (interleaved)")
@@ -281,7 +320,10 @@ def main(argv: list[str] | None = None) -> None:
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.size is None:
-        args.size = "58m" if args.device == "cuda" else "tiny"
+        args.size = {"conformer": "58m" if args.device == "cuda" else "tiny", "tiny_w2v2": "tiny",
+                     "hf_wav2vec2": "xlsr300m"}[args.backbone]
+    if args.backbone == "hf_wav2vec2" and args.size != "xlsr300m":
+        ap.error("--backbone hf_wav2vec2 has one --size: xlsr300m")
     if args.worker:
         _worker(args)
         return
@@ -368,7 +410,7 @@ def _ratio(row: dict, key: str, width: int) -> str:
 
 
 def _print_table(args: argparse.Namespace, rows: list[dict]) -> None:
-    print(f"device={args.device} size={args.size} M={len(OBJECTIVES)} batch={args.utts}x{args.secs}s/objective "
+    print(f"device={args.device} backbone={args.backbone} size={args.size} M={len(OBJECTIVES)} batch={args.utts}x{args.secs}s/objective "
           f"threads={args.threads} amp={args.amp} moo_buffer_dtype={args.moo_buffer_dtype} "
           f"repeats={args.repeats} (medians, interleaved) moo_layers={args.moo_layers} "
           f"conflict_interval={args.conflict_interval} probe_coords={args.probe_coords or 'all'}")

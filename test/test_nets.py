@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from osoup.nets import (BESTRQ_CODEBOOK_SIZE, CPC, MODEL_CONFIGS, BestRQ, ConformerEncoder,
                         CTCHead, GlobalCMVN, SpecAugment, ctc_loss_sum)
 from osoup.nets.attention import RelPositionMultiHeadAttention, rel_shift, rel_sinusoids
+from osoup.nets.model import SoupModel
 from osoup.nets.conformer import MaskedBatchNorm1d
 from osoup.nets.subsampling import _output_length, output_lengths
 
@@ -439,3 +440,27 @@ def test_bf16_autocast_runs_and_losses_stay_fp32():
         assert loss.dtype == torch.float32 and torch.isfinite(loss)
     (ctc + cpc_sum + brq_sum).backward()
     assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)
+
+
+def test_ctc_head_with_layers_ignores_padding_and_is_a_head_parameter():
+    """A translation head with private Transformer layers: a valid frame's logits do not depend
+    on padded frames, it needs the lengths, and its layers are head parameters, not θ."""
+    torch.manual_seed(3)
+    head = CTCHead(16, 7, layers=2).eval()
+    x = torch.randn(2, 9, 16)
+    lengths = torch.tensor([9, 5])
+    y = head(x, lengths)
+    x2 = x.clone()
+    x2[1, 5:] = 1e3  # garbage in the padding
+    assert torch.allclose(head(x2, lengths)[1, :5], y[1, :5], atol=1e-5)
+    assert torch.allclose(head(x[1:, :5], lengths[1:])[0], y[1, :5], atol=1e-5)  # same as unpadded
+    with pytest.raises(ValueError, match="lengths"):
+        head(x)
+    linear = CTCHead(16, 7)
+    assert torch.equal(linear(x), linear.proj(x))  # the paper's head: a projection only
+    model = SoupModel({**MODEL_CONFIGS["tiny"], "d_model": 16, "n_heads": 2, "n_blocks": 1},
+                      {"asr_en": 5, "st_es": 7}, head_layers={"st_es": 1})
+    theta = {id(p) for p in model.shared_parameters()}
+    st = model.objective_head_parameters("st_es")
+    assert len(st) > 2 and not theta & {id(p) for p in st}
+    assert len(model.objective_head_parameters("asr_en")) == 2

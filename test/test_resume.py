@@ -57,8 +57,22 @@ def reference(mini_recipe, tmp_path_factory) -> Path:
 
 
 def test_kill_and_resume_is_bit_identical(mini_recipe, reference, tmp_path):
+    _kill_and_resume(mini_recipe, reference, tmp_path)
+
+
+@pytest.mark.timeout(400)
+def test_kill_and_resume_with_workers_is_bit_identical(mini_recipe, reference, tmp_path):
+    """The same with a loader worker two steps ahead: the checkpoint holds the samplers at the
+    steps taken, not at what was prefetched, and the batches are those read in-process (the
+    reference run has no worker)."""
+    _kill_and_resume(mini_recipe, reference, tmp_path, "--num-workers", "1", "--prefetch", "2")
+
+
+def _kill_and_resume(mini_recipe: Path, reference: Path, tmp_path: Path, *extra: str) -> None:
+    """Kill a run at a random moment after its first checkpoint, resume it (with ``extra``
+    options both times) and compare it with the uninterrupted ``reference``."""
     exp = tmp_path / "exp"
-    proc = subprocess.Popen(train_cmd("--exp-dir", str(exp), *ARGS), cwd=mini_recipe, env=recipe_env(),
+    proc = subprocess.Popen(train_cmd("--exp-dir", str(exp), *ARGS, *extra), cwd=mini_recipe, env=recipe_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -74,7 +88,7 @@ def test_kill_and_resume_is_bit_identical(mini_recipe, reference, tmp_path):
     before = torch.load(exp / "latest.pt", weights_only=False)  # never partial (atomic writes)
     assert before["step_in_phase"] < 12
     (exp / ".latest.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")  # what a kill mid-write leaves
-    resumed = _train(mini_recipe, exp, "--resume")
+    resumed = _train(mini_recipe, exp, "--resume", *extra)
     assert "resumed from" in resumed.stderr
     assert not list(exp.glob(".*.tmp"))
     _assert_same_state(reference / "latest.pt", exp / "latest.pt")

@@ -14,7 +14,7 @@
 #   0  corpus generation: local/make_corpus.sh (only if the recipe has one)
 #   1  data prep: local/data.sh                              -> data/<split>_<lang>/, data/<ssl set>/
 #   2  speed perturbation (skipped when speed_perturb_factors is empty) -> data/<train>_sp_<lang>/
-#   3  fbank, nj parallel jobs                              -> dump/raw/<set>/
+#   3  fbank (or raw 16 kHz waveforms), nj parallel jobs    -> dump/raw/<set>/
 #   4  length/empty-text filter and global CMVN             -> dump/fbank/<set>/, dump/fbank/global_cmvn.json
 #   5  SentencePiece models and CTC-length filter           -> data/token/{asr_<lang>,st_en}/, dump/{asr,st}/<set>/
 #   6  training, one experiment per method and seed          -> exp/<method>[_seed<N>]/
@@ -30,6 +30,11 @@
 #   static_sweep  joint with fixed task-group weights, one experiment per point of --static-grid,
 #                 exp/static_sweep_<point>; stage 9 reports the point with the lowest dev loss
 #                 and lists every point's dev loss
+# Pretrained backbones (paper appendix F.2, Table 8): a train config with "backbone: hf_wav2vec2"
+# makes stage 3 dump raw waveforms (--feats-type raw: [samples, 1] float32 matrices, plus
+# utt2num_samples and feats_type) instead of fbank; stage 4 then filters lengths in samples and
+# writes an identity CMVN, stage 5 counts CTC frames with the backbone's CNN (--backbone-dir) and
+# stage 6 passes --backbone-dir to osoup-train. The dump dirs keep their names for either kind.
 # Stages 1-6, 10 and 11 write a .done marker holding a signature of their options and inputs (stage 1:
 # the size and mtime of every corpus file local/data.sh lists); a rerun skips finished steps and
 # redoes killed or outdated ones. Stage 6 moves an experiment trained from other options or inputs
@@ -60,6 +65,7 @@ test_sets="test"          # test splits (never length- or CTC-filtered)
 speed_perturb_factors=""  # e.g. "0.9 1.0 1.1"; empty: stage 2 is skipped
 
 # Features (stages 3-4)
+feats_type=""             # fbank | raw (16 kHz waveforms); empty: raw when the train config's backbone is hf_wav2vec2, else fbank
 fbank_opts=""             # extra options of osoup-compute-fbank, e.g. "--dither 0"
 min_sec=0.3               # train/dev utterances outside [min_sec, max_sec] are removed
 max_sec=20                # (test sets keep every length)
@@ -80,6 +86,7 @@ methods="vm:asr>st>ssl"   # several methods (used when --method is empty): "meth
 static_grid="asr:0.6,st:0.3,ssl:0.1 asr:0.45,st:0.45,ssl:0.1 asr:0.3,st:0.6,ssl:0.1 asr:0.4,st:0.4,ssl:0.2"  # static_sweep's points (--task-weights values)
 init_from=""              # stage 6: initialise every experiment trained now from this model file, e.g. exp/two_stage/pretrain.pt
 train_config=conf/train.yaml  # osoup-train YAML config (model size, lr, epochs, penalties ...)
+backbone_dir=""           # local checkpoint dir of a pretrained backbone (stages 5-6); empty: the train config's backbone-dir
 train_opts=""             # extra osoup-train options (words), e.g. "--ssl bestrq --gamma 0.05"
 seeds=1                   # train each method with seeds 1..N (N>1: mean +- std in the comparison)
 ngpu=1                    # GPUs per node for training; >1: torchrun, one process per GPU (NCCL); 0: CPU
@@ -159,6 +166,44 @@ train_split=$train_set
 if [ -n "$speed_perturb_factors" ]; then
   train_split=${train_set}_sp
 fi
+
+# The backbone of the training set-up decides the features: a pretrained one (hf_wav2vec2) reads
+# raw waveforms, and stages 5-6 need its checkpoint dir.
+train_value() {  # train_value KEY: the value of --KEY in --train-opts, else of "KEY: value" in the train config
+  local i v=""
+  for i in "${!train_arr[@]}"; do
+    if [ "${train_arr[$i]}" = "--$1" ]; then v=${train_arr[$((i + 1))]:-}; fi
+  done
+  if [ -z "$v" ] && [ -f "$train_config" ]; then
+    v=$(sed -n "s/^$1:[[:space:]]*//p" "$train_config" | tail -n 1 | sed 's/[[:space:]]#.*$//; s/[[:space:]]*$//')
+    v=${v#[\"\']}
+    v=${v%[\"\']}
+  fi
+  printf '%s\n' "$v"
+}
+backbone=$(train_value backbone)
+backbone=${backbone:-conformer}
+backbone_dir=${backbone_dir:-$(train_value backbone-dir)}
+backbone_feats=fbank  # what the backbone reads
+if [ "$backbone" != conformer ]; then backbone_feats=raw; fi
+feats_type=${feats_type:-$backbone_feats}
+case $feats_type in
+  fbank|raw) ;;
+  *) log "ERROR: --feats-type $feats_type: choose fbank or raw"; exit 1 ;;
+esac
+require_backbone_dir() {  # require_backbone_dir WHAT: stop unless --backbone-dir names a checkpoint dir
+  if [ -z "$backbone_dir" ]; then
+    log "ERROR: $1 needs the pretrained backbone's checkpoint dir: set --backbone-dir or backbone-dir in $train_config"
+    exit 1
+  elif [ ! -d "$backbone_dir" ]; then
+    log "ERROR: backbone dir $backbone_dir not found ($1 needs a local checkpoint dir with config.json; set --backbone-dir or backbone-dir in $train_config)"
+    exit 1
+  elif [ ! -f "$backbone_dir/config.json" ]; then
+    log "ERROR: backbone dir $backbone_dir has no config.json ($1 needs a local checkpoint dir, e.g. from save_pretrained)"
+    exit 1
+  fi
+}
+feats_kind() { if [ -f "$1/feats_type" ]; then cat "$1/feats_type"; else echo fbank; fi; }  # feats_kind DUMPDIR
 
 in_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 lookup() {  # lookup "zh:char ca:bpe" LANG DEFAULT
@@ -266,15 +311,20 @@ if in_stage 3; then
   # (data/.done.JOB) once its ark, scp and utt2num_frames are complete, so a rerun recomputes
   # only unfinished jobs (arks are written under a temporary name and renamed). The set's
   # .progress holds the signature the jobs belong to; another signature starts the set afresh.
+  # --feats-type raw stores the 16 kHz waveforms instead, with utt2num_samples (the same counts).
+  num_files=(utt2num_frames)
+  if [ "$feats_type" = raw ]; then num_files+=(utt2num_samples); fi
   # shellcheck disable=SC2016  # expanded by the job's own bash
   fbank_job='m=$1; shift; if [ -f "$m" ]; then echo "already done ($m)"; exit 0; fi; "$@" && touch "$m"'
   take_lock "$lockdir/stage3" "stage 3"
   for set in "${sets[@]}"; do
     src=$datadir/$set
     out=$dumpdir/raw/$set
+    raw_opts=()
+    if [ "$feats_type" = raw ]; then raw_opts=(--feats-type raw --out-num-samples "$out/data/utt2num_samples.JOB"); fi
     n_utt=$(wc -l < "$src/wav.scp")
     _nj=$(( nj < n_utt ? nj : n_utt ))
-    sig="fbank $fbank_opts | $(dir_checksum "$src")"
+    sig="$feats_type $fbank_opts | $(dir_checksum "$src")"
     if is_done "$out/.done" "$sig"; then
       log "Stage 3: $out already done"; continue
     fi
@@ -283,7 +333,7 @@ if in_stage 3; then
       log "Stage 3: resuming $out: $n_fin of $_nj fbank jobs already finished"
       # temporary arks of killed jobs, and outputs of a merge that did not finish
       find "$out/data" -maxdepth 1 -name '.feats.*.tmp' -delete
-      rm -rf "$out/.done" "$out/feats.scp" "$out/utt2num_frames" "$out/.backup"
+      rm -rf "$out/.done" "$out/feats.scp" "$out/utt2num_frames" "$out/utt2num_samples" "$out/feats_type" "$out/.backup"
     else
       rm -rf "$out"
       mkdir -p "$out/log" "$out/data"
@@ -295,15 +345,17 @@ if in_stage 3; then
     for f in wav.scp text text.en utt2spk spk2utt utt2dur; do  # fix_data_dir below may have edited them
       if [ -f "$src/$f" ]; then cp "$src/$f" "$out/$f"; fi
     done
-    log "Stage 3: fbank of $src ($n_utt utterances, $_nj jobs) -> $out"
+    log "Stage 3: $feats_type of $src ($n_utt utterances, $_nj jobs) -> $out"
     "${cmd_arr[@]}" JOB=1:"$_nj" "$out/log/fbank.JOB.log" bash -c "$fbank_job" fbank-job "$out/data/.done.JOB" \
       osoup-compute-fbank --wav-scp "$out/split${_nj}/wav.JOB.scp" \
         --out-ark "$out/data/feats.JOB.ark" --out-scp "$out/data/feats.JOB.scp" \
-        --out-num-frames "$out/data/utt2num_frames.JOB" "${fbank_arr[@]}"
+        --out-num-frames "$out/data/utt2num_frames.JOB" "${raw_opts[@]}" "${fbank_arr[@]}"
     for n in $(seq "$_nj"); do cat "$out/data/feats.$n.scp"; done | sort > "$out/feats.scp.tmp"
-    for n in $(seq "$_nj"); do cat "$out/data/utt2num_frames.$n"; done | sort > "$out/utt2num_frames.tmp"
-    mv "$out/feats.scp.tmp" "$out/feats.scp"
-    mv "$out/utt2num_frames.tmp" "$out/utt2num_frames"
+    for f in "${num_files[@]}"; do
+      for n in $(seq "$_nj"); do cat "$out/data/$f.$n"; done | sort > "$out/$f.tmp"
+    done
+    for f in feats.scp "${num_files[@]}"; do mv "$out/$f.tmp" "$out/$f"; done
+    printf '%s\n' "$feats_type" > "$out/feats_type.tmp" && mv "$out/feats_type.tmp" "$out/feats_type"
     n_feats=$(wc -l < "$out/feats.scp")
     if [ "$n_feats" -lt "$n_utt" ]; then
       # compute-fbank logged each bad file and enforced its --max-bad-frac per job; the source
@@ -396,14 +448,21 @@ if in_stage 5; then
     for split in "$train_split" "$valid_set"; do
       src=$dumpdir/fbank/${split}_${lang}
       out=$dumpdir/$task/${split}_${lang}
+      # Encoder frames: the Conv2d front-end on fbank, the backbone's CNN on raw waveforms.
+      ctc_opts=(--subsampling "$subsampling")
       sig="ctc $task subsampling $subsampling | $(dir_checksum "$src" "$tok/spm.model")"
+      if [ "$(feats_kind "$src")" = raw ]; then
+        require_backbone_dir "stage 5 (CTC-length filter of $src)"
+        ctc_opts=(--backbone-dir "$backbone_dir")
+        sig="ctc $task backbone $(checksum "$backbone_dir/config.json") | $(dir_checksum "$src" "$tok/spm.model")"
+      fi
       if is_done "$out/.done" "$sig"; then
         log "Stage 5: $out already done"; continue
       fi
       rm -rf "$out"
       mkdir -p "$out/log"
       "${cmd_arr[@]}" "$out/log/filter_ctc.log" osoup-filter-ctc --in "$src" --out "$out" --token-dir "$tok" \
-        --task "$task" --subsampling "$subsampling"
+        --task "$task" "${ctc_opts[@]}"
       log "Stage 5: $out: kept $(wc -l < "$out/utt2spk") of $(wc -l < "$src/utt2spk") utterances whose $task targets fit CTC"
       validate "$out"
       mark_done "$out/.done" "$sig"
@@ -470,7 +529,7 @@ for lang in "${langs[@]}"; do ssl_train_sets+=("${train_split}_${lang}"); done
 ssl_train_sets+=("${ssl_arr[@]}")
 
 train_signature() {  # train_signature METHOD LEVELS SEED ASR ST EXTRA: the options and inputs of one experiment
-  local f lang init="" inputs=("$train_config" "$dumpdir/fbank/global_cmvn.json.done")
+  local f lang init="" bb="" inputs=("$train_config" "$dumpdir/fbank/global_cmvn.json.done")
   for lang in "${asr_arr[@]}"; do
     inputs+=("$tokendir/asr_$lang/.done" "$dumpdir/asr/${train_split}_$lang/.done" "$dumpdir/asr/${valid_set}_$lang/.done")
   done
@@ -486,9 +545,18 @@ train_signature() {  # train_signature METHOD LEVELS SEED ASR ST EXTRA: the opti
     if [ ! -f "$init_from" ]; then log "ERROR: --init-from $init_from: file not found"; return 1; fi
     init=" | init $init_from $(inputs_checksum <<< "$init_from")"
   fi
+  f=$(feats_kind "$dumpdir/fbank/${train_split}_${langs[0]}")
+  if [ "$f" != "$backbone_feats" ]; then
+    log "ERROR: stage 6: $dumpdir/fbank/${train_split}_${langs[0]} holds $f features but backbone $backbone reads $backbone_feats: rerun stages 3-5 with --feats-type $backbone_feats"
+    return 1
+  fi
+  if [ "$backbone" != conformer ]; then  # a pretrained backbone: its files' names, sizes and mtimes
+    require_backbone_dir "stage 6 (backbone $backbone)"
+    bb=" | backbone $backbone $backbone_dir $(find "$backbone_dir" -maxdepth 1 -type f | sort | inputs_checksum)"
+  fi
   printf 'train %s levels %s seed %s | asr %s | st %s | splits %s %s | ssl %s | opts %s%s| %s%s\n' "$1" "$2" "$3" \
     "$4" "$5" "$train_split" "$valid_set" "${ssl_arr[*]}" "$(printf '%q ' "${train_arr[@]}")" "${6:+$6 }" \
-    "$(checksum "${inputs[@]}")" "$init"
+    "$(checksum "${inputs[@]}")" "$init$bb"
 }
 
 move_aside() {  # move_aside DIR: rename an outdated experiment to DIR.old<N> (the first free N)
@@ -542,6 +610,7 @@ if in_stage 6; then
     if [ "$ngpu" -eq 0 ]; then dev_opts=(--device cpu); fi
     read -r -a extra_opts <<< "$extra"
     if [ -n "$init_from" ]; then extra_opts+=(--init-from "$init_from"); fi
+    if [ "$backbone" != conformer ]; then extra_opts+=(--backbone-dir "$backbone_dir"); fi
     read -r -a launcher <<< "$(train_launcher "$dir")"
     log "Stage 6: $num_nodes node(s): ${launcher[*]}"
     "${launcher[@]}" --config "$train_config" --exp-dir "$dir" --method "$r" "${lv_opts[@]}" --seed "$s" \

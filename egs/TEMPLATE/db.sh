@@ -5,10 +5,14 @@
 #   COVOST2      the directory holding covost_v2.<src>_<tgt>.tsv
 #   LIBRISPEECH  the directory holding LibriSpeech/<part>/ (train-clean-100, dev-clean, ...)
 #   AISHELL      the directory holding data_aishell/ (wav/, transcript/)
+#   XLSR_DIR     a local wav2vec 2.0 / XLS-R checkpoint dir (config.json, model.safetensors or
+#                pytorch_model.bin, preprocessor_config.json), e.g. facebook/wav2vec2-xls-r-300m
+#                saved once with save_pretrained; read by egs/covost2 --train-config conf/train_xlsr.yaml
 COMMONVOICE=${COMMONVOICE:-}
 COVOST2=${COVOST2:-}
 LIBRISPEECH=${LIBRISPEECH:-}
 AISHELL=${AISHELL:-}
+XLSR_DIR=${XLSR_DIR:-}
 
 # require_corpus VAR WHAT: stop with a message naming VAR unless it names a directory.
 require_corpus() {

@@ -2,7 +2,11 @@
 # Mini recipe: a synthetic corpus (stage 0, espeak-ng speech from our own grammar) run through
 # the CoVoST 2 pipeline, small enough for a 2-core CPU. Default: ASR en es, S2TT es->en, BEST-RQ.
 #   ./run.sh [--utts-per-lang N] [--seed S] [--tiny true] [--asr-langs L] [--st-langs L]
-#            [--max-speech-sec S] [--snr "LOW HIGH"] [any option of ../TEMPLATE/asr.sh]
+#            [--max-speech-sec S] [--snr "LOW HIGH"] [--backbone conformer|tiny_w2v2]
+#            [any option of ../TEMPLATE/asr.sh]
+# --backbone tiny_w2v2 runs the pretrained-backbone pipeline of paper Table 8 in miniature: a small
+# random wav2vec 2.0 (osoup-make-tiny-w2v2, written once to exp/tiny_w2v2) fine-tuned on raw
+# waveforms with conf/train_tiny_w2v2.yaml (egs/covost2/conf/train_xlsr.yaml is the real one).
 # The generator speaks en fr de es ca zh; e.g. --asr-langs "en fr de es ca zh" --st-langs
 # "fr de es ca" gives the paper's CoVoST set-up plus Chinese (needs far more steps, see README).
 # README.md: the single and static_sweep baselines, and vm UAS/USA fine-tuned from one two_stage
@@ -16,6 +20,7 @@ asr_langs=""        # default: "en es" ("en fr de es ca zh" if tiny)
 st_langs=""         # default: "es" ("fr de es ca" if tiny)
 max_speech_sec=""   # longest planned sentence, estimated seconds of speech (default: 2.8; 4.6 if tiny)
 snr=""              # noise SNR range in dB (default: "15 35"; "10 30" if tiny)
+backbone=conformer  # conformer: from scratch on fbank; tiny_w2v2: a tiny wav2vec 2.0 on raw waveforms
 # The methods compared by default (stages 6-9); --method X [--levels L] trains just one.
 # Character units everywhere: with a few hundred steps from scratch, CTC over characters leaves
 # its initial all-blank plateau far sooner than over 1000-piece SentencePiece vocabularies.
@@ -25,7 +30,7 @@ methods="joint vs vc vm:asr>st>ssl vm:st>asr>ssl"
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --utts-per-lang|--seed|--tiny|--max-speech-sec|--snr|--asr-langs|--st-langs|--methods) opt=${1#--}; printf -v "${opt//-/_}" '%s' "${2:?$1 needs a value}"; shift 2 ;;
+    --utts-per-lang|--seed|--tiny|--max-speech-sec|--snr|--asr-langs|--st-langs|--methods|--backbone) opt=${1#--}; printf -v "${opt//-/_}" '%s' "${2:?$1 needs a value}"; shift 2 ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -43,11 +48,26 @@ asr_langs=${asr_langs:-"en es"}
 st_langs=${st_langs:-"es"}
 max_speech_sec=${max_speech_sec:-2.8}
 snr=${snr:-"15 35"}
+case $backbone in
+  conformer) train_config=conf/train.yaml ;;
+  tiny_w2v2)
+    train_config=conf/train_tiny_w2v2.yaml
+    if [ ! -f exp/tiny_w2v2/config.json ]; then  # written whole (renamed into place): present = complete
+      # shellcheck disable=SC1091
+      (
+        . ./path.sh
+        make_tiny=(osoup-make-tiny-w2v2)  # an install older than the command: the module itself
+        if ! command -v osoup-make-tiny-w2v2 > /dev/null; then make_tiny=(python -m osoup.bin.make_tiny_w2v2); fi
+        "${make_tiny[@]}" exp/tiny_w2v2 --hidden 64 --layers 2 --seed 0
+      )
+    fi ;;
+  *) echo "ERROR: --backbone $backbone: choose conformer or tiny_w2v2" >&2; exit 1 ;;
+esac
 
 # asr.sh passes the languages to local/make_corpus.sh and local/data.sh itself.
 ../TEMPLATE/asr.sh \
   --asr-langs "$asr_langs" --st-langs "$st_langs" \
   --local-corpus-opts "--utts-per-lang $utts_per_lang --seed $seed --max-speech-sec $max_speech_sec --snr ${snr// /,}" \
-  --methods "$methods" --train-config conf/train.yaml \
+  --methods "$methods" --train-config "$train_config" \
   --asr-model-types "$(for l in $asr_langs; do printf '%s:char ' "$l"; done)" --st-model-type char \
   "${tiny_opts[@]}" "${args[@]}"

@@ -1,6 +1,9 @@
 """Stage 4: global mean/std of features over all frames of the given data dirs' feats.scp.
 
 Writes {"count": N, "mean": [D], "std": [D]} (std floored) for the model's GlobalCMVN.
+Raw-waveform dumps (feats_type raw) are not normalised globally (a pretrained backbone brings
+its own per-utterance normalisation): their file holds the identity, mean 0 and std 1 of the
+waveform's one column, so training reads the same file for either kind.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from pathlib import Path
 import configargparse
 
 from osoup.data.cmvn import STD_FLOOR, compute_global_cmvn, write_cmvn
-from osoup.fileio import run_command, setup_logging
+from osoup.data.feats_type import read_feats_type
+from osoup.fileio import DataError, run_command, setup_logging
 
 logger = logging.getLogger("compute_cmvn")
 
@@ -26,7 +30,17 @@ def get_parser() -> configargparse.ArgumentParser:
     return p
 
 
+IDENTITY_RAW = {"count": 0, "mean": [0.0], "std": [1.0], "identity": True}
+
+
 def _run(args) -> None:
+    kinds = {d: read_feats_type(d) for d in args.dirs}
+    if set(kinds.values()) == {"raw"}:
+        write_cmvn(args.out, IDENTITY_RAW)
+        logger.info("wrote %s: identity (raw waveforms are not normalised globally)", args.out)
+        return
+    if "raw" in kinds.values():
+        raise DataError("cannot pool raw waveforms and fbank features: " + ", ".join(f"{d} ({k})" for d, k in kinds.items()))
     stats = compute_global_cmvn([Path(d) / "feats.scp" for d in args.dirs], args.std_floor)
     write_cmvn(args.out, stats)
     logger.info("wrote %s (%d frames)", args.out, stats["count"])

@@ -51,7 +51,7 @@ def get_parser() -> configargparse.ArgumentParser:
     g.add_argument("--token-dir", default=None, help="root of tokenizers (default: config.yaml's, else data/token)")
     g.add_argument("--asr-langs", default=None, help="space-separated ASR languages (default: objectives.json)")
     g.add_argument("--st-langs", default=None, help="space-separated translation languages (default: objectives.json)")
-    g.add_argument("--ssl", default=None, choices=["cpc", "bestrq", "none"], help="SSL objective (default: the experiment's)")
+    g.add_argument("--ssl", default=None, choices=["cpc", "bestrq", "w2v2", "none"], help="SSL objective (default: the experiment's)")
     g.add_argument("--ssl-sets", default=None, help="data sets under <dump-dir>/fbank for SSL (default: config.yaml's)")
     g.add_argument("--split", default="train", choices=["train", "dev"], help="analyse training or validation data")
     g.add_argument("--train-split", default=None, help="name of the training split (default: config.yaml's, else train)")

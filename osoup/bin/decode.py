@@ -10,6 +10,10 @@ Packed-model mode (any head, audio files or a wav.scp)::
 
     osoup-decode --packed exp/vm_uas/model.pack.pt --head st_fr --wav-scp my/wav.scp --out hyp.txt
     osoup-decode --packed exp/vm_uas/model.pack.pt --head asr_fr a.wav b.mp3
+
+A model on a pretrained wav2vec 2.0-style backbone reads raw 16 kHz waveforms: recipe mode then
+needs raw dumps (``feats_type`` raw), packed-model mode feeds the audio itself, and chunking
+counts samples and follows the backbone's CNN (``osoup.decode.chunked.Frontend``).
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from pathlib import Path
 
 import configargparse
 
+from osoup.data.feats_type import RAW_SAMPLE_RATE, read_feats_type
+from osoup.decode.chunked import CONV2D_X4, Frontend, model_input
 from osoup.fileio import DataError, atomic_write, run_command, setup_logging
 from osoup import expdir
 from osoup.train.experiment import load_experiment
@@ -46,7 +52,8 @@ def get_parser() -> configargparse.ArgumentParser:
     p.add_argument("audio", nargs="*", help="audio files to decode in packed-model mode")
     p.add_argument("--search", default="greedy", choices=["greedy", "beam"])
     p.add_argument("--beam", type=int, default=10)
-    p.add_argument("--batch-frames", type=int, default=20000)
+    p.add_argument("--batch-frames", type=int, default=20000,
+                   help="padded 10 ms frames per batch (raw input: the same duration in samples)")
     p.add_argument("--chunk-sec", type=float, default=20.0,
                    help="encode audio longer than chunk + 2 x context in chunks of this many seconds, "
                         "so memory stays bounded (0: never chunk)")
@@ -58,12 +65,14 @@ def get_parser() -> configargparse.ArgumentParser:
 
 
 def decode_mats(model, head: str, tok, mats: list, search: str, beam: int, device: str,
-                names: list[str] | None = None, chunk: int = 0, context: int = 0) -> list[str]:
-    """Hypotheses of feature matrices [T, 80] with one head, in input order.
+                names: list[str] | None = None, chunk: int = 0, context: int = 0,
+                frontend: Frontend = CONV2D_X4) -> list[str]:
+    """Hypotheses of feature matrices [T, 80] (raw backbones: [samples, 1]) with one head, in
+    input order.
 
-    Audio too short for the front-end (under 7 frames) decodes to "" with a warning naming it;
-    with ``chunk`` > 0 (input frames) a longer utterance is encoded in windows of ``chunk``
-    frames plus ``context`` frames each side (``osoup.decode.chunked``); the rest is one
+    Audio too short for the front-end (under ``frontend.reach`` rows) decodes to "" with a
+    warning naming it; with ``chunk`` > 0 (input rows) a longer utterance is encoded in windows
+    of ``chunk`` rows plus ``context`` rows each side (``osoup.decode.chunked``); the rest is one
     padded batch. ``test/test_decode_long.py`` checks all three paths.
     """
     from osoup.decode.chunked import output_frames, plan_windows
@@ -73,9 +82,10 @@ def decode_mats(model, head: str, tok, mats: list, search: str, beam: int, devic
     ids: list[list[int]] = [[] for _ in mats]
     batch, long = [], []
     for i, m in enumerate(mats):
-        if output_frames(m.shape[0]) == 0:
-            log.warning("%s: %d feature frames, too short to decode (needs 7): empty hypothesis", names[i], m.shape[0])
-        elif chunk > 0 and len(plan_windows(m.shape[0], chunk, context)) > 1:
+        if output_frames(m.shape[0], *frontend) == 0:
+            log.warning("%s: %d input rows, too short to decode (needs %d): empty hypothesis", names[i], m.shape[0],
+                        frontend.reach)
+        elif chunk > 0 and len(plan_windows(m.shape[0], chunk, context, *frontend)) > 1:
             long.append(i)
         else:
             batch.append(i)
@@ -85,7 +95,7 @@ def decode_mats(model, head: str, tok, mats: list, search: str, beam: int, devic
         for i, x in zip(batch, _search(logp, olens, search, beam)):
             ids[i] = x
     for i in long:
-        ids[i] = _decode_long(model, head, mats[i], search, beam, device, chunk, context)
+        ids[i] = _decode_long(model, head, mats[i], search, beam, device, chunk, context, frontend)
     return [tok.decode(x) for x in ids]
 
 
@@ -97,7 +107,8 @@ def _search(logp, olens, search: str, beam: int) -> list[list[int]]:
     return prefix_beam_search(logp, olens, beam=beam)
 
 
-def _decode_long(model, head: str, mat, search: str, beam: int, device: str, chunk: int, context: int) -> list[int]:
+def _decode_long(model, head: str, mat, search: str, beam: int, device: str, chunk: int, context: int,
+                 frontend: Frontend) -> list[int]:
     """One long utterance in bounded memory: greedy keeps only per-frame ids, beam search the
     concatenated posteriors (4 bytes per token per 40 ms frame)."""
     import torch
@@ -111,9 +122,9 @@ def _decode_long(model, head: str, mat, search: str, beam: int, device: str, chu
         return model.log_probs(head, x, lengths)
 
     if search == "greedy":
-        best = chunked_best_path(forward, feats, chunk, context)
+        best = chunked_best_path(forward, feats, chunk, context, frontend)
         return collapse_best_path(best[None], torch.tensor([best.shape[0]]))[0]
-    logp = chunked_log_probs(forward, feats, chunk, context)
+    logp = chunked_log_probs(forward, feats, chunk, context, frontend)
     return _search(logp[None], torch.tensor([logp.shape[0]]), search, beam)[0]
 
 
@@ -139,6 +150,7 @@ def decode_recipe(args) -> None:
 
     exp = Path(args.exp_dir)
     model, tokenizers = load_experiment(exp, args.model, args.device)
+    kind, frontend, rate = model_input(model)
     tag = args.tag or (f"beam{args.beam}" if args.search == "beam" else "greedy")
     sets = args.sets.split()
     if not sets:
@@ -157,12 +169,15 @@ def decode_recipe(args) -> None:
         if not heads:
             log.warning("set %s: no head for language %r in this model; skipped", s, lang)
             continue
+        if read_feats_type(d) != kind:
+            raise DataError(f"{d}: holds {read_feats_type(d)} features but {exp}/{args.model} reads {kind} input "
+                            f"(dump the set with stage 3 --feats-type {kind})")
         feats = read_scp(d / "feats.scp")
         nfr = {u: int(v) for u, v in read_scp(d / "utt2num_frames").items()}
-        total_sec += sum(nfr.values()) / 100.0
+        total_sec += sum(nfr.values()) / rate
         hyps: dict[str, dict[str, str]] = {h: {} for h in heads}
         with torch.inference_mode():
-            for b in _batches(nfr, args.batch_frames):
+            for b in _batches(nfr, args.batch_frames * rate // 100):
                 mats = []
                 for u in b:
                     try:
@@ -171,7 +186,7 @@ def decode_recipe(args) -> None:
                         raise DataError(f"{d}/feats.scp: cannot read features of {u!r}: {e}") from None
                 for h in heads:
                     texts = decode_mats(model, h, tokenizers[h], mats, args.search, args.beam, args.device,
-                                        names=[f"{s}/{u}" for u in b], **_chunking(args))
+                                        names=[f"{s}/{u}" for u in b], frontend=frontend, **_chunking(args, rate))
                     for u, text in zip(b, texts):
                         hyps[h][u] = text
         for h in heads:
@@ -183,23 +198,26 @@ def decode_recipe(args) -> None:
     log.info("decoded %.1f s of speech in %.1f s (%.1f× real time)", total_sec, el, total_sec / max(el, 1e-9))
 
 
-def _chunking(args) -> dict[str, int]:
-    """--chunk-sec / --chunk-context-sec as input frames (10 ms each) for :func:`decode_mats`."""
+def _chunking(args, rate: int = 100) -> dict[str, int]:
+    """--chunk-sec / --chunk-context-sec as input rows for :func:`decode_mats` (``rate`` rows a
+    second: 100 fbank frames, or 16000 samples of raw input)."""
     if args.chunk_sec < 0 or args.chunk_context_sec < 0:
         raise DataError(f"--chunk-sec ({args.chunk_sec}) and --chunk-context-sec ({args.chunk_context_sec}) must be >= 0")
-    return {"chunk": round(args.chunk_sec * 100), "context": round(args.chunk_context_sec * 100)}
+    return {"chunk": round(args.chunk_sec * rate), "context": round(args.chunk_context_sec * rate)}
 
 
-def audio_features(path: str, piece_frames: int = 6000):
+def audio_features(path: str, piece_frames: int = 6000, kind: str = "fbank"):
     """Fbank [T, 80] of an audio file, computed ``piece_frames`` frames at a time: frames are
     independent (no dither), so the result equals one call while the FFT buffers of an hour of
-    audio never exist at once."""
+    audio never exist at once. ``kind`` "raw": the 16 kHz waveform as [samples, 1]."""
     import numpy as np
 
     from osoup.data.audio import load_audio
     from osoup.data.features import FbankOptions, compute_fbank, num_frames
 
-    wav, opts = load_audio(path, 16000), FbankOptions()
+    wav, opts = load_audio(path, RAW_SAMPLE_RATE), FbankOptions()
+    if kind == "raw":
+        return wav[:, None]
     n, size, shift = num_frames(len(wav), opts), opts.window_size, opts.window_shift
     pieces = [compute_fbank(wav[i * shift:(i + piece_frames - 1) * shift + size])
               for i in range(0, n, piece_frames)]
@@ -214,6 +232,7 @@ def decode_packed(args) -> None:
     from osoup.data.datadir import read_scp
 
     model, tokenizers = load_packed(Path(args.packed), args.device)
+    kind, frontend, rate = model_input(model)
     if not args.head or args.head not in tokenizers:
         raise DataError(f"--head must be one of {', '.join(sorted(tokenizers))}")
     if args.wav_scp:
@@ -226,13 +245,14 @@ def decode_packed(args) -> None:
     with torch.inference_mode():
         for utt, path in items:
             try:
-                mat = audio_features(path)
+                mat = audio_features(path, kind=kind)
             except DataError as e:
                 log.error("%s: %s", utt, e)
                 failed.append(f"{utt} ({path})")
                 continue
             text = decode_mats(model, args.head, tokenizers[args.head], [mat], args.search, args.beam,
-                               args.device, names=[f"{utt} ({path})"], **_chunking(args))[0]
+                               args.device, names=[f"{utt} ({path})"], frontend=frontend,
+                               **_chunking(args, rate))[0]
             lines.append(f"{utt} {text}\n")
     if args.out:
         write_output(Path(args.out), lines)

@@ -55,28 +55,39 @@ def parse_args(argv: list[str]) -> tuple[configargparse.Namespace, list[str]]:
     return args, check_options(args, argv)
 
 
-def build_model_conf(args: configargparse.Namespace, specs: list) -> dict:
-    """The SoupModel keyword arguments of ``args``: encoder size, one head per supervised
-    objective (its tokenizer's vocabulary), the SSL module, global CMVN, SpecAugment."""
+def _global_cmvn(args: configargparse.Namespace) -> tuple:
+    """Global CMVN (mean, std) tensors of --cmvn or <dump-dir>/fbank/global_cmvn.json."""
     import torch
 
-    from osoup.nets.configs import MODEL_CONFIGS
-    from osoup.nets.model import SSL_OBJECTIVE
-    from osoup.text.tokenizer import Tokenizer
-
-    if args.model_size not in MODEL_CONFIGS:
-        raise DataError(f"unknown --model-size {args.model_size!r}; choose one of {', '.join(MODEL_CONFIGS)}")
-    enc = dict(MODEL_CONFIGS[args.model_size])
-    if args.conv_norm:
-        enc["conv_norm"] = args.conv_norm
-    if args.dropout is not None:
-        enc["dropout"] = args.dropout
-    heads = {s.name: Tokenizer(s.token_dir).vocab_size for s in specs if s.name != SSL_OBJECTIVE}
     cmvn_path = Path(args.cmvn) if args.cmvn else Path(args.dump_dir) / "fbank" / "global_cmvn.json"
     if not cmvn_path.is_file():
         raise DataError(f"{cmvn_path}: global CMVN statistics not found (stage 4 writes them)")
     stats = json.loads(cmvn_path.read_text(encoding="utf-8"))
-    cmvn = (torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32))
+    return torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32)
+
+
+def build_model_conf(args: configargparse.Namespace, specs: list) -> dict:
+    """The SoupModel keyword arguments of ``args``: encoder size, one head per supervised
+    objective (its tokenizer's vocabulary), the SSL module, global CMVN, SpecAugment."""
+    from osoup.nets.configs import MODEL_CONFIGS
+    from osoup.nets.model import SSL_OBJECTIVE
+    from osoup.text.tokenizer import Tokenizer
+
+    heads = {s.name: Tokenizer(s.token_dir).vocab_size for s in specs if s.name != SSL_OBJECTIVE}
+    if args.backbone == "hf_wav2vec2":  # raw waveforms: per-utterance normalisation, no global CMVN
+        from osoup.nets.backbones import hf_encoder_conf
+
+        enc = hf_encoder_conf(args.backbone_dir, args.freeze_feature_encoder, args.grad_checkpointing)
+        cmvn = None
+    else:
+        if args.model_size not in MODEL_CONFIGS:
+            raise DataError(f"unknown --model-size {args.model_size!r}; choose one of {', '.join(MODEL_CONFIGS)}")
+        enc = dict(MODEL_CONFIGS[args.model_size])
+        if args.conv_norm:
+            enc["conv_norm"] = args.conv_norm
+        if args.dropout is not None:
+            enc["dropout"] = args.dropout
+        cmvn = _global_cmvn(args)
     return {
         "encoder_conf": enc,
         "head_vocab": heads,
@@ -84,6 +95,7 @@ def build_model_conf(args: configargparse.Namespace, specs: list) -> dict:
         "ssl_conf": None,
         "cmvn": cmvn,
         "specaug_conf": {} if args.specaug else None,
+        "head_layers": {s.name: args.st_head_layers for s in specs if s.task == "st" and args.st_head_layers},
         "token_dirs": {s.name: str(Path(s.token_dir).resolve()) for s in specs if s.token_dir is not None},
     }
 

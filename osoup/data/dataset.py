@@ -2,7 +2,7 @@
 resumable sampler per objective.
 
 Each objective (``asr_fr``, ``st_de``, ``ssl``) draws its own minibatches from its own data
-(SPEC §1): :class:`ObjectiveSampler` cycles over its batches and reshuffles on its own, and its
+(``docs/design.md``): :class:`ObjectiveSampler` cycles over its batches and reshuffles on its own, and its
 position is part of the checkpoint.
 """
 from __future__ import annotations
@@ -164,6 +164,13 @@ class ObjectiveSampler:
         self._order = self._make_order()
         self.pos = state["pos"]
 
+    def clone(self) -> "ObjectiveSampler":
+        """An independent sampler at the same position (sharing the batch lists), to draw ahead
+        of this one without moving it: a prefetcher's lookahead (``osoup/train/prefetch.py``)."""
+        twin = ObjectiveSampler(self.batches, self.seed, self.rank, self.world_size)
+        twin.load_state_dict(self.state_dict())
+        return twin
+
 
 def split_halves(batch: Sequence[int]) -> tuple[list[int], list[int]]:
     """Two disjoint halves of a length-sorted batch (alternating, so both span the lengths)."""
@@ -174,7 +181,7 @@ def split_halves(batch: Sequence[int]) -> tuple[list[int], list[int]]:
 
 
 def steps_per_epoch(sizes: dict[str, int], batch_counts: dict[str, int], upsample: dict[str, float]) -> int:
-    """Steps for the largest objective's (upsampled) data to be seen once (SPEC §1)."""
+    """Steps for the largest objective's (upsampled) data to be seen once."""
     best = 1
     for name, n_batches in batch_counts.items():
         best = max(best, math.ceil(n_batches * upsample.get(name, 1.0)))

@@ -64,8 +64,8 @@ def build_objectives(
             problems.append(f"objective st_{lang}: no English translation tokenizer at {tok}/spm.model (stage 5)")
         specs.append(ObjectiveSpec(f"st_{lang}", "st", lang, [tr], [dv] if (dv / "feats.scp").is_file() else [], "text.en", tok))
     if ssl:
-        if ssl not in ("cpc", "bestrq"):
-            raise DataError(f"unknown --ssl {ssl!r}: choose cpc, bestrq or none")
+        if ssl not in ("cpc", "bestrq", "w2v2"):
+            raise DataError(f"unknown --ssl {ssl!r}: choose cpc, bestrq, w2v2 or none")
         sets = ssl_sets or [f"{train_split}_{lang}" for lang in dict.fromkeys(asr_langs + st_langs)]
         dirs = [dump_dir / "fbank" / s for s in sets]
         for d in dirs:

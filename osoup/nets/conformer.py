@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from osoup.nets.attention import RelPositionMultiHeadAttention, rel_sinusoids
+from osoup.nets.attention import FastDropout, RelPositionMultiHeadAttention, rel_sinusoids
 from osoup.nets.subsampling import Conv2dSubsampling4
 
 
@@ -65,10 +65,17 @@ class MaskedBatchNorm1d(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def _batch_stats(self, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        m = valid[:, None, :].to(x.dtype)
+        """Mean and biased variance per channel over the valid frames, and their count.
+
+        The sums over (batch, time) are matrix-vector products with the 0/1 frame mask, which
+        read x once and build no masked copy of it; autocast is off so that they stay in x's
+        precision (float32 at least)."""
+        m = valid.to(x.dtype)[:, :, None]  # [B, T, 1]
         n = m.sum().clamp(min=1.0)
-        mean = (x * m).sum(dim=(0, 2)) / n
-        var = (((x - mean[None, :, None]) * m) ** 2).sum(dim=(0, 2)) / n
+        with torch.autocast(x.device.type, enabled=False):
+            mean = torch.matmul(x, m).sum(0).squeeze(-1) / n
+            centred = x - mean[None, :, None]
+            var = torch.matmul(centred * centred, m).sum(0).squeeze(-1) / n
         return mean, var, n
 
     def _update_running(self, mean: Tensor, var: Tensor, n: Tensor) -> None:
@@ -80,19 +87,24 @@ class MaskedBatchNorm1d(nn.Module):
 
     def forward(self, x: Tensor, valid: Tensor, causal: bool = False) -> Tensor:
         """x [B, C, T], valid bool [B, T] -> [B, C, T] (computed in float32 at least: half
-        precision is upcast, float64 stays float64)."""
+        precision is upcast, float64 stays float64).
+
+        The normalisation (x - mean) / sqrt(var + eps) * weight + bias is applied as one
+        per-channel affine map x * scale + shift."""
         dtype = x.dtype
         x = x.to(torch.promote_types(dtype, torch.float32))
         if self.training and not causal:
             mean, var, n = self._batch_stats(x, valid)
             self._update_running(mean, var, n)
         else:
+            # Clones: the causal training pass below updates the running statistics in place.
             mean, var = self.running_mean.to(x.dtype).clone(), self.running_var.to(x.dtype).clone()
             if self.training:  # causal training pass: normalise with old stats, then update.
                 with torch.no_grad():
                     self._update_running(*self._batch_stats(x.detach(), valid))
-        y = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
-        return (y * self.weight[None, :, None] + self.bias[None, :, None]).to(dtype)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        return torch.addcmul(shift[None, :, None], x, scale[None, :, None]).to(dtype)
 
 
 class FeedForward(nn.Module):
@@ -103,7 +115,7 @@ class FeedForward(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.w1 = nn.Linear(d_model, d_ff)
         self.w2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dropout(self.w2(self.dropout(F.silu(self.w1(self.norm(x))))))
@@ -124,20 +136,27 @@ class ConvModule(nn.Module):
         self.depthwise = nn.Conv1d(d_model, d_model, kernel, groups=d_model)
         self.norm = MaskedBatchNorm1d(d_model) if norm == "batch" else nn.LayerNorm(d_model)
         self.pointwise2 = nn.Conv1d(d_model, d_model, 1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: Tensor, valid: Tensor, causal: bool) -> Tensor:
-        """x [B, T, d] (already layer-normed), valid [B, T] -> [B, T, d]."""
-        y = F.glu(self.pointwise1(x.transpose(1, 2)), dim=1)  # [B, d, T]
-        y = y.masked_fill(~valid[:, None, :], 0.0)
-        left = self.kernel - 1 if causal else (self.kernel - 1) // 2
-        y = self.depthwise(F.pad(y, (left, self.kernel - 1 - left)))
+        """x [B, T, d] (already layer-normed), valid [B, T] -> [B, T, d].
+
+        The pointwise convolutions run as linear layers on [B, T, d] (the same weights viewed
+        without their kernel axis), so only the depthwise convolution and the norm see the
+        [B, d, T] layout, and that only as a transposed view."""
+        y = F.glu(F.linear(x, self.pointwise1.weight[:, :, 0], self.pointwise1.bias), dim=-1)
+        y = y.masked_fill(~valid[:, :, None], 0.0).transpose(1, 2)  # [B, d, T]
+        pad = (self.kernel - 1) // 2
+        if causal:
+            y, pad = F.pad(y, (self.kernel - 1, 0)), 0
+        y = F.conv1d(y, self.depthwise.weight, self.depthwise.bias, padding=pad,
+                     groups=self.depthwise.groups)
         if self.norm_type == "batch":
-            y = self.norm(y, valid, causal)
+            y = self.norm(y, valid, causal).transpose(1, 2)
         else:
-            y = self.norm(y.transpose(1, 2)).transpose(1, 2)
-        y = self.pointwise2(F.silu(y))
-        return self.dropout(y.transpose(1, 2))
+            y = self.norm(y.transpose(1, 2))
+        y = F.linear(F.silu(y), self.pointwise2.weight[:, :, 0], self.pointwise2.bias)
+        return self.dropout(y)
 
 
 class ConformerBlock(nn.Module):
@@ -153,14 +172,14 @@ class ConformerBlock(nn.Module):
         self.conv = ConvModule(d_model, conv_kernel, conv_norm, dropout)
         self.ff2 = FeedForward(d_model, ff_mult * d_model, dropout)
         self.norm_out = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: Tensor, pos_emb: Tensor, att_mask: Tensor, valid: Tensor,
                 causal: bool) -> Tensor:
-        x = x + 0.5 * self.ff1(x)
+        x = torch.add(x, self.ff1(x), alpha=0.5)
         x = x + self.dropout(self.att(self.norm_att(x), pos_emb, att_mask))
         x = x + self.conv(self.norm_conv(x), valid, causal)
-        x = x + 0.5 * self.ff2(x)
+        x = torch.add(x, self.ff2(x), alpha=0.5)
         return self.norm_out(x)
 
 
@@ -186,7 +205,7 @@ class ConformerEncoder(nn.Module):
         self.idim = idim
         self.d_model = d_model
         self.frontend = Conv2dSubsampling4(idim, d_model, subsampling_channels)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.blocks = nn.ModuleList(
             ConformerBlock(d_model, n_heads, ff_mult, conv_kernel, conv_norm, dropout)
             for _ in range(n_blocks))

@@ -34,6 +34,11 @@ def output_lengths(lengths: Tensor) -> Tensor:
                                  rounding_mode="floor"), min=0)
 
 
+def _pad_time(x: Tensor, causal: bool) -> Tensor:
+    """Causal mode: kernel-1 zero frames before time 0 of x [B, C, T, F]; else x itself."""
+    return F.pad(x, (0, 0, _KERNEL - 1, 0)) if causal else x
+
+
 class Conv2dSubsampling4(nn.Module):
     """Two stride-2 3x3 convolutions + ReLU, then a linear layer to ``d_model``.
 
@@ -64,9 +69,10 @@ class Conv2dSubsampling4(nn.Module):
         if n_out < 1:
             raise ValueError(f"input has {n_frames} frames; Conv2d subsampling needs at least 7")
         x = feats.unsqueeze(1)  # [B, 1, T, F]
-        pad = (0, 0, _KERNEL - 1, 0) if causal else (0, 0, 0, 0)  # (F left, F right, T left, T right)
-        x = torch.relu(self.conv1(F.pad(x, pad)))
-        x = torch.relu(self.conv2(F.pad(x, pad)))
+        # ReLU in place: a convolution's backward needs its input, not its output. The padding
+        # copy is made in causal mode only (the conv2 input is the largest tensor of the model).
+        x = torch.relu_(self.conv1(_pad_time(x, causal)))
+        x = torch.relu_(self.conv2(_pad_time(x, causal)))
         x = x[:, :, :n_out]
         b, c, t, f = x.shape
         z = self.out(x.transpose(1, 2).reshape(b, t, c * f))

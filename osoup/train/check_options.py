@@ -4,7 +4,8 @@ Each problem is one DataError naming the option, its value, where the value came
 command line or the YAML config file) and what is allowed: unknown keys of the config file, a
 value of the wrong type or out of range (:data:`osoup.train.options.OPTIONS`), a ``--levels``
 or ``--peft-sets`` token that selects no objective, ``--moo-layers`` beyond the model's layer
-groups, and an option the chosen method does not use (an error when given on the command line;
+groups, a backbone checkpoint dir that is missing or incomplete, an SSL objective the backbone
+cannot run, and an option the chosen method does not use (an error when given on the command line;
 a warning when it comes from a config file, since recipes share one config between methods).
 """
 from __future__ import annotations
@@ -109,15 +110,66 @@ def _unused_by_method(args: argparse.Namespace, origins: Origins) -> list[str]:
     return warnings
 
 
-def _check_moo_layers(args: argparse.Namespace, origins: Origins) -> None:
+def _layer_groups(args: argparse.Namespace) -> tuple[int, str]:
+    """Number of layer groups of the backbone (``layer_groups()``) and what they are, in words."""
+    if args.backbone == "hf_wav2vec2":
+        from osoup.nets.backbones.hf_checkpoint import read_config
+
+        n_layers = int(read_config(args.backbone_dir)["num_hidden_layers"])
+        low = "feature projection" if args.freeze_feature_encoder else "feature encoder + feature projection"
+        return n_layers + (1 if args.freeze_feature_encoder else 2), f"{low} + {n_layers} transformer layers"
     from osoup.nets.configs import MODEL_CONFIGS
 
+    n_blocks = MODEL_CONFIGS[args.model_size]["n_blocks"]
+    return n_blocks + 1, f"model size {args.model_size}: front-end + {n_blocks} blocks"
+
+
+def _check_moo_layers(args: argparse.Namespace, origins: Origins) -> None:
     k = args.moo_layers
-    n_groups = MODEL_CONFIGS[args.model_size]["n_blocks"] + 1  # the front-end, then each block
+    n_groups, what = _layer_groups(args)
     if k >= 1 and (k != int(k) or k > n_groups):
         raise _bad(BY_NAME["moo_layers"], f"{k:g}", origins.of("moo_layers"),
                    f"must be 0, a fraction in (0, 1), or a whole number of layer groups from 1 to {n_groups} "
-                   f"(model size {args.model_size}: front-end + {n_groups - 1} blocks)")
+                   f"({what})")
+
+
+HF_ONLY = ("backbone_dir", "grad_checkpointing")
+"""Options that only the hf_wav2vec2 backbone uses (an error with the conformer)."""
+
+
+def _check_backbone(args: argparse.Namespace, origins: Origins) -> None:
+    """--backbone-dir must be a complete checkpoint dir for hf_wav2vec2 (and transformers
+    installed); the SSL objective must suit the backbone; --layer-lr-decay in (0, 1]."""
+    if args.layer_lr_decay > 1:
+        raise _bad(BY_NAME["layer_lr_decay"], f"{args.layer_lr_decay:g}", origins.of("layer_lr_decay"),
+                   "must be in (0, 1] (1: off)")
+
+    def bad_ssl(why: str) -> DataError:
+        return _bad(BY_NAME["ssl"], args.ssl, origins.of("ssl"), why)
+
+    if args.backbone == "conformer":
+        for name in HF_ONLY:
+            if origins.explicit(name) and getattr(args, name):
+                raise _bad(BY_NAME[name], getattr(args, name), origins.of(name), "only used with --backbone hf_wav2vec2")
+        if args.ssl == "w2v2":
+            raise bad_ssl("w2v2 needs --backbone hf_wav2vec2 (a wav2vec2 checkpoint with a quantizer)")
+        return
+    from osoup.nets.backbones.hf_checkpoint import check_checkpoint_dir, read_config, require_transformers
+
+    o = BY_NAME["backbone_dir"]
+    if not args.backbone_dir:
+        raise _bad(o, args.backbone_dir, origins.of("backbone_dir"), "required with --backbone hf_wav2vec2")
+    try:
+        require_transformers()
+        model_type = read_config(check_checkpoint_dir(args.backbone_dir)).get("model_type")
+    except DataError as e:
+        raise _bad(o, args.backbone_dir, origins.of("backbone_dir"), str(e)) from None
+    if args.ssl == "cpc":
+        raise bad_ssl("cpc needs the conformer's causal mode; with hf_wav2vec2 use w2v2 (wav2vec2 checkpoints) "
+                      "or bestrq")
+    if args.ssl == "w2v2" and model_type != "wav2vec2":
+        raise bad_ssl(f"w2v2 needs a wav2vec2 checkpoint with a quantizer; {args.backbone_dir} is {model_type} "
+                      f"(use bestrq)")
 
 
 def _check_objectives(args: argparse.Namespace, origins: Origins) -> list[str]:
@@ -148,12 +200,24 @@ def _check_init_from(args: argparse.Namespace, origins: Origins) -> None:
     args.init_from = str(path.resolve())
 
 
+def _check_num_workers(args: argparse.Namespace, origins: Origins) -> None:
+    """--num-workers: ``auto`` (resolved by device when training starts) or a count >= 0."""
+    from osoup.train.prefetch import parse_num_workers
+
+    try:
+        args.num_workers = parse_num_workers(args.num_workers)
+    except ValueError as e:
+        raise _bad(BY_NAME["num_workers"], args.num_workers, origins.of("num_workers"), str(e)) from None
+
+
 def check_options(args: argparse.Namespace, argv: Sequence[str]) -> list[str]:
     """Convert and check the parsed ``args`` of ``argv`` in place (before any data is read).
     Returns warnings to log; raises DataError on the first problem."""
     origins = Origins(argv)
     convert_all(args, origins)
+    _check_num_workers(args, origins)
     warnings = _unused_by_method(args, origins)
+    _check_backbone(args, origins)
     _check_moo_layers(args, origins)
     warnings += _check_objectives(args, origins)
     _check_init_from(args, origins)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from osoup.data.dataset import FeatureSet, ObjectiveSampler, make_batches, split_halves
 from osoup.data.objectives import ObjectiveSpec
 from osoup.fileio import DataError
+from osoup.train.batch import StepPlan
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,25 @@ def draw_halves(data: TrainData, name: str) -> tuple[list[int], list[int]]:
     real ranks see in one step)."""
     parts = [split_halves(s.next()) for s in [data.samplers[name], *data.sim_samplers.get(name, [])]]
     return [i for h0, _ in parts for i in h0], [i for _, h1 in parts for i in h1]
+
+
+def draw_step(data: TrainData, objectives: Sequence[str], accum_grad: int) -> StepPlan:
+    """What one step reads, drawn from ``data``'s samplers: for each objective, for each of its
+    ``accum_grad`` minibatches, its two halves (the order in which the step consumes them)."""
+    plan: StepPlan = []
+    for name in objectives:
+        for _ in range(accum_grad):
+            plan.extend((name, half) for half in draw_halves(data, name))
+    return plan
+
+
+def lookahead(data: TrainData) -> TrainData:
+    """A copy of ``data`` whose samplers are clones of ``data``'s: drawing from it leaves
+    ``data``'s samplers (the ones a checkpoint saves) where they are."""
+    return TrainData(train_sets=data.train_sets, dev_sets=data.dev_sets,
+                     samplers={n: s.clone() for n, s in data.samplers.items()},
+                     sim_samplers={n: [s.clone() for s in ss] for n, ss in data.sim_samplers.items()},
+                     batch_counts=data.batch_counts)
 
 
 def steps_per_epoch(data: TrainData, objectives: list[str], langs: dict[str, str | None], cfg: Any,

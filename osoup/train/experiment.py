@@ -128,10 +128,12 @@ def load_torch_file(path: str | Path, what: str, keys: tuple[str, ...], hint: st
 def build_model(obj: dict, path: Path, device: str = "cpu") -> SoupModel:
     """The SoupModel of a checkpoint's ``model_conf`` with its ``model`` weights, in eval mode
     and without SpecAugment (decoding and analysis never augment)."""
+    from osoup.nets.backbones import architecture_only
     from osoup.nets.model import SoupModel
 
     conf = dict(obj["model_conf"])
     conf["specaug_conf"] = None
+    conf["encoder_conf"] = architecture_only(conf["encoder_conf"])  # the weights come from the file
     try:
         model = SoupModel(**conf)
         result = model.load_state_dict(obj["model"], strict=False)

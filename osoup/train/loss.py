@@ -14,7 +14,8 @@ from typing import Mapping, Sequence
 import torch
 
 from osoup.data.dataset import FeatureSet, make_batches
-from osoup.nets.model import SSL_OBJECTIVE, SoupModel, pad_batch, pad_targets
+from osoup.nets.model import SSL_OBJECTIVE, SoupModel
+from osoup.train.batch import ReadyHalf, assemble_half
 from osoup.train.distributed import global_count
 
 
@@ -34,28 +35,27 @@ class BatchLoss:
 
 
 def batch_loss(
-    model: SoupModel, name: str, fset: FeatureSet, idx: Sequence[int], device: torch.device | str
+    model: SoupModel, name: str, fset: FeatureSet | ReadyHalf, idx: Sequence[int], device: torch.device | str
 ) -> BatchLoss:
-    """Loss sum and normaliser of objective ``name`` on the examples ``idx`` of ``fset``.
+    """Loss sum and normaliser of objective ``name`` on the examples ``idx`` of ``fset``
+    (a :class:`~osoup.train.batch.ReadyHalf`: those examples already read and padded, by a
+    loader worker or the step itself; :mod:`osoup.train.prefetch`).
 
     The forward runs under whatever autocast context the caller set; the sum is returned
     in float32."""
-    exs = [fset.examples[i] for i in idx]
-    feats, lengths = pad_batch([fset.load(e.utt_id) for e in exs], device)
-    frames = int(sum(e.num_frames for e in exs))
+    hb = (fset.take(idx) if isinstance(fset, ReadyHalf) else assemble_half(fset, idx)).to(device)
     if name == SSL_OBJECTIVE:
-        loss_sum, count = model.ssl_loss(feats, lengths)
+        loss_sum, count = model.ssl_loss(hb.feats, hb.lengths)
     else:
-        targets, tlens = pad_targets([e.target for e in exs], device)
-        loss_sum = model.supervised_loss(name, feats, lengths, targets, tlens)
-        count = sum(len(e.target) for e in exs)
+        loss_sum = model.supervised_loss(name, hb.feats, hb.lengths, hb.targets, hb.target_lengths)
+        count = sum(len(fset.examples[i].target) for i in idx)
     loss_sum = loss_sum.float()
     count_t = torch.as_tensor(count, device=loss_sum.device).to(torch.float32).reshape(())
-    return BatchLoss(loss_sum, count_t, frames)
+    return BatchLoss(loss_sum, count_t, hb.frames)
 
 
 def half_loss(
-    model: SoupModel, name: str, fset: FeatureSet, idx: Sequence[int], device: torch.device | str,
+    model: SoupModel, name: str, fset: FeatureSet | ReadyHalf, idx: Sequence[int], device: torch.device | str,
     distributed: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """The training loss of one half of ``name``'s minibatch and its feature frames. Under

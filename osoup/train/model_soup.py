@@ -24,7 +24,7 @@ from osoup.train.experiment import build_model, load_model_file, load_torch_file
 
 SOUP_RECORD = "soup.json"
 """File of a soup dir that records its sources and weights (also the summary of a sweep)."""
-ARCH_KEYS = ("encoder_conf", "head_vocab", "ssl", "ssl_conf")
+ARCH_KEYS = ("encoder_conf", "head_vocab", "head_layers", "ssl", "ssl_conf")
 """The ``model_conf`` entries that fix the architecture (CMVN and SpecAugment do not)."""
 INIT_DISTANCE_THRESHOLD = 0.5
 """Relative backbone distance above which two runs are taken not to share an initialisation.

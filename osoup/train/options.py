@@ -71,7 +71,7 @@ def _o(name: str, kind: str, default: Any, help: str, group: str, **kw: Any) -> 
     return Option(name, kind, default, help, group, **kw)
 
 
-SCHEDULERS = ("plateau", "step", "none")
+SCHEDULERS = ("plateau", "step", "cosine", "none")
 
 OPTIONS: tuple[Option, ...] = (
     # -- data ----------------------------------------------------------------------------------
@@ -79,7 +79,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("token_dir", "str", "data/token", "root of tokenizers (asr_<lang>, st_en)", "data", config=False),
     _o("asr_langs", "str", "", "space-separated ASR languages", "data", config=False),
     _o("st_langs", "str", "", "space-separated translation source languages (→ en)", "data", config=False),
-    _o("ssl", "str", "cpc", "self-supervised objective", "data", choices=("cpc", "bestrq", "none"), config=False),
+    _o("ssl", "str", "cpc", "self-supervised objective (cpc: conformer only; w2v2: wav2vec 2.0's contrastive loss, "
+       "hf_wav2vec2 with a wav2vec2 checkpoint; docs/backbones.md)", "data", choices=("cpc", "bestrq", "w2v2", "none"),
+       config=False),
     _o("ssl_sets", "str", "", "data sets (under dump/fbank) for SSL; default: every train set", "data", config=False),
     _o("train_split", "str", "train", "name of the training split of the data dirs", "data", config=False),
     _o("dev_split", "str", "dev", "name of the validation split of the data dirs", "data", config=False),
@@ -95,9 +97,22 @@ OPTIONS: tuple[Option, ...] = (
        choices=("batch", "layer"), config=False, optional=True),
     _o("dropout", "float", None, "dropout of the encoder (default: the model size's)", "model", at_least=0, below=1,
        config=False, optional=True),
+    _o("st_head_layers", "int", 0, "Transformer layers of each translation head before its CTC projection (0: the "
+       "paper's linear head)", "model", at_least=0, config=False),
     _o("specaug", "bool", True, "SpecAugment on supervised batches", "model", config=False),
     _o("cmvn", "str", None, "global CMVN json (default: <dump-dir>/fbank/global_cmvn.json)", "model", config=False,
        optional=True),
+    _o("backbone", "str", "conformer", "shared encoder: osoup's Conformer on fbank, or a pretrained wav2vec 2.0 / "
+       "XLS-R / HuBERT / WavLM checkpoint on raw 16 kHz waveforms (docs/backbones.md)", "model",
+       choices=("conformer", "hf_wav2vec2"), config=False),
+    _o("backbone_dir", "str", None, "hf_wav2vec2: local checkpoint dir (config.json and model.safetensors or "
+       "pytorch_model.bin)", "model", config=False, optional=True),
+    _o("freeze_feature_encoder", "bool", True, "hf_wav2vec2: keep the CNN feature encoder fixed", "model",
+       config=False),
+    _o("grad_checkpointing", "bool", False, "hf_wav2vec2: recompute transformer activations in backward (less "
+       "memory, about a third more compute)", "model", config=False),
+    _o("layer_lr_decay", "float", 1.0, "layer-wise learning-rate decay of the backbone: the top layer group gets "
+       "the backbone's rate, each group below this factor times the one above (1: off)", "model", above=0),
     # -- optimisation --------------------------------------------------------------------------
     _o("method", "str", "vm", "training method: how the objectives are combined (docs/design.md)", "optimisation",
        choices=TRAIN_METHODS, aliases=("recipe",)),
@@ -181,6 +196,11 @@ OPTIONS: tuple[Option, ...] = (
     _o("amp", "str", "none", "mixed precision of the forward passes (fp16: with a dynamic loss scale); "
        "per-objective gradients (unless --moo-buffer-dtype bf16), Gramians and λ stay fp32", "run", choices=("none", "bf16", "fp16")),
     _o("threads", "int", 0, "torch threads (0: torch default)", "run", at_least=0),
+    _o("num_workers", "str", "auto", "loader worker processes that read and pad batches ahead of the steps "
+       "(0: in the training process); auto: 0 on CPU, 2 on CUDA; with --cache-feats each worker caches what it "
+       "reads, so feature memory grows with the workers", "run"),
+    _o("prefetch", "int", 2, "with --num-workers > 0: steps of input prepared ahead (at least one per worker)",
+       "run", at_least=0),
     _o("verbose", "int", 1, "log level: 0 warnings, 1 info, 2 debug", "run", config=False),
     # -- data parallelism ----------------------------------------------------------------------
     _o("dist_timeout", "float", 1800.0, "under torchrun: seconds a collective may wait for the other ranks before "

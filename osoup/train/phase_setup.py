@@ -1,8 +1,10 @@
 """What one phase trains with: the update rule of θ (a :class:`osoup.moo.Soup`, or
 :class:`HeadsOnly` when θ is frozen), the two AdamW optimizers (θ at α, heads at β; never one
-optimizer over both, see :mod:`osoup.moo.optim`) and their learning-rate schedules."""
+optimizer over both, see :mod:`osoup.moo.optim`; θ's split into layer groups with
+``--layer-lr-decay``) and their learning-rate schedules."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,7 @@ from osoup.data.objectives import ObjectiveSpec
 from osoup.fileio import DataError
 from osoup.moo import PenaltySchedule, make_soup, split_optimizers
 from osoup.moo.methods import PENALISED_METHODS, default_penalties
+from osoup.nets.backbones import layer_lr_scales
 from osoup.nets.model import SSL_OBJECTIVE, SoupModel
 from osoup.train.heads_only import HeadsOnly
 from osoup.train.phases import Phase, static_weights
@@ -83,32 +86,47 @@ def make_update(cfg: Any, phase: Phase, model: SoupModel, specs: dict[str, Objec
     )
 
 
-def make_scheduler(opt: torch.optim.Optimizer, kind: str, step_size: int, patience: int) -> Scheduler | None:
-    """StepLR ×0.1 every ``step_size`` epochs, ReduceLROnPlateau ×0.1 on the dev score, or none."""
+def make_scheduler(opt: torch.optim.Optimizer, kind: str, step_size: int, patience: int,
+                   epochs: int = 1) -> Scheduler | None:
+    """StepLR ×0.1 every ``step_size`` epochs, ReduceLROnPlateau ×0.1 on the dev score, a
+    half-cosine from the base rate to 1% of it over the phase's ``epochs``, or none."""
+    if kind == "cosine":
+        n = max(1, epochs)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(e, n) / n)))
     if kind == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=0.1)
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=patience)
     if kind == "none":
         return None
-    raise DataError(f"unknown scheduler {kind!r}: choose plateau, step or none")
+    raise DataError(f"unknown scheduler {kind!r}: choose plateau, step, cosine or none")
+
+
+def layer_decayed_optimizer(model: SoupModel, lr: float, decay: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over θ with one parameter group per layer group of the backbone, each at ``lr``
+    times its layer-wise decay factor (kept as ``lr_scale``; :func:`warm_up` ramps to it)."""
+    groups = [{"params": ps, "lr": lr * f, "lr_scale": f}
+              for ps, f in layer_lr_scales(model.encoder.layer_groups(), decay)]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
 
 
 def setup_phase(cfg: Any, phase: Phase, model: SoupModel, specs: dict[str, ObjectiveSpec]) -> PhaseSetup:
     """Freeze or unfreeze θ for ``phase`` and build its update, optimizers and schedulers."""
-    for p in model.encoder.parameters():
-        p.requires_grad_(phase.train_backbone)
+    model.set_backbone_trainable(phase.train_backbone)
     update = make_update(cfg, phase, model, specs)
     heads = [p for n in phase.objectives for p in model.objective_head_parameters(n)]
     if phase.train_backbone:
         opt_t, opt_h = split_optimizers(model.shared_parameters(), heads, phase.lr_backbone, phase.lr_heads,
                                         weight_decay=cfg.weight_decay)
+        decay = getattr(cfg, "layer_lr_decay", 1.0)
+        if decay != 1.0:
+            opt_t = layer_decayed_optimizer(model, phase.lr_backbone, decay, cfg.weight_decay)
     else:
         opt_t = None
         opt_h = torch.optim.AdamW(heads, lr=phase.lr_heads, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
 
     def sched(opt: torch.optim.Optimizer | None) -> Scheduler | None:
-        return None if opt is None else make_scheduler(opt, phase.scheduler, cfg.step_size, cfg.plateau_patience)
+        return None if opt is None else make_scheduler(opt, phase.scheduler, cfg.step_size, cfg.plateau_patience, phase.epochs)
 
     return PhaseSetup(update, opt_t, opt_h, sched(opt_t), sched(opt_h))
 
@@ -121,4 +139,4 @@ def warm_up(setup: PhaseSetup, phase: Phase, warmup_steps: int, step_in_phase: i
     for opt, which in setup.optimizers():
         base = phase.lr_backbone if which == "backbone" else phase.lr_heads
         for g in opt.param_groups:
-            g["lr"] = base * f
+            g["lr"] = base * g.get("lr_scale", 1.0) * f

@@ -73,7 +73,7 @@ def _moo_phase(cfg: Any, names: list[str]) -> Phase:
     if cfg.method in ("vs", "vc", "vm") and len(names) < 2:
         raise DataError(f"method {cfg.method} needs at least two objectives, got {names}")
     if cfg.method == "vc" and SSL_OBJECTIVE not in names:
-        raise DataError(f"method {cfg.method} needs the SSL objective (--ssl cpc|bestrq)")
+        raise DataError(f"method {cfg.method} needs the SSL objective (--ssl cpc|bestrq|w2v2)")
     if cfg.method == "joint" and not [n for n in names if n != SSL_OBJECTIVE]:
         raise DataError("method joint needs a supervised objective (--asr-langs or --st-langs)")
     phase = Phase(cfg.method, cfg.method, list(names), cfg.epochs, cfg.lr_backbone, cfg.lr_heads, cfg.scheduler)
@@ -104,7 +104,7 @@ def plan_phases(cfg: Any, names: Sequence[str]) -> list[Phase]:
     if cfg.method in MOO_METHODS:
         return [_moo_phase(cfg, names)]
     if SSL_OBJECTIVE not in names:
-        raise DataError(f"method {cfg.method} pre-trains on SSL: give --ssl cpc|bestrq")
+        raise DataError(f"method {cfg.method} pre-trains on SSL: give --ssl cpc|bestrq|w2v2")
     supervised = [n for n in names if n != SSL_OBJECTIVE]
     if not supervised:
         raise DataError(f"method {cfg.method} fine-tunes on supervised objectives: give --asr-langs or --st-langs")

@@ -1,5 +1,6 @@
 """What a run reports while it trains: periodic log lines (losses, λ, η, speech seconds per
-second, ETA), TensorBoard scalars, and the ``--trace`` file of per-step losses and λ."""
+second, the fraction of time spent waiting for input, ETA), TensorBoard scalars, and the
+``--trace`` file of per-step losses and λ."""
 from __future__ import annotations
 
 import json
@@ -65,18 +66,28 @@ def _vectors(stats: Mapping[str, Any], prefix: str) -> str:
 
 
 class EpochProgress:
-    """Running means of the objectives' losses over the taken steps since the last log line."""
+    """Running means of the objectives' losses over the taken steps since the last log line;
+    ``frames`` and ``data_wait`` (seconds the steps waited for their input) since the epoch's
+    start."""
 
     def __init__(self, objectives: list[str], steps: int, first_step: int, epoch: int, log_interval: int):
         self.objectives, self.steps, self.first_step = objectives, steps, first_step
         self.epoch, self.log_interval = epoch, log_interval
         self.t0 = time.time()
         self.frames = 0
+        self.data_wait = 0.0
         self._reset()
 
     def _reset(self) -> None:
         self.sums = {n: 0.0 for n in self.objectives}
         self.count = 0
+        self._mark = (time.time(), self.data_wait)
+
+    def wait_fraction(self) -> float:
+        """The fraction of wall time since the last log line that the steps spent waiting for
+        their input (reading and padding, or a loader worker that has not caught up)."""
+        t, wait = self._mark
+        return min(1.0, (self.data_wait - wait) / max(time.time() - t, 1e-9))
 
     def throughput(self) -> float:
         """Seconds of speech (100 frames each) per second of wall time."""
@@ -95,12 +106,14 @@ class EpochProgress:
         eta = elapsed / (step + 1 - self.first_step) * (self.steps - step - 1)
         means = {n: self.sums[n] / max(self.count, 1) for n in self.objectives}
         etas = " ".join(f"{k}={float(v):.3f}" for k, v in stats.items() if k.startswith("eta"))
-        log.info("epoch %d step %d/%d | %s | %s %s | %.1f s speech/s | ETA %.0fs", self.epoch, step + 1, self.steps,
-                 " ".join(f"{n}={v:.3f}" for n, v in means.items()), _vectors(stats, "lambda"), etas,
-                 self.throughput(), eta)
+        wait = self.wait_fraction()
+        log.info("epoch %d step %d/%d | %s | %s %s | %.1f s speech/s | data wait %.0f%% | ETA %.0fs", self.epoch,
+                 step + 1, self.steps, " ".join(f"{n}={v:.3f}" for n, v in means.items()), _vectors(stats, "lambda"),
+                 etas, self.throughput(), 100 * wait, eta)
         if tb is not None:
             gstep = (self.epoch - 1) * self.steps + step + 1
             tb.scalars({f"train/{n}": v for n, v in means.items()}, gstep)
             tb.scalars(stats, gstep)
-            tb.scalars({"throughput/speech_sec_per_sec": self.throughput()}, gstep)
+            tb.scalars({"throughput/speech_sec_per_sec": self.throughput(), "throughput/data_wait_frac": wait},
+                       gstep)
         self._reset()

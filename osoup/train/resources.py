@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FRAME_SEC = 0.01
-"""Seconds of audio per fbank frame (10 ms shift, ``docs/design.md``)."""
 
 # Run in a fresh interpreter: imports first (not timed), then the load alone.
 _LOAD_SNIPPET = """\
@@ -108,13 +106,16 @@ def load_times(path: str | Path, n_loads: int = 5) -> list[float]:
     return out
 
 
-def first_utterances(set_dir: Path, n_utts: int) -> list[tuple[str, object]]:
-    """The first ``n_utts`` utterances of ``feats.scp`` (file order) long enough to decode, as
-    (utterance id, feature matrix [T, 80])."""
+def first_utterances(set_dir: Path, n_utts: int, frontend=None) -> list[tuple[str, object]]:
+    """The first ``n_utts`` utterances of ``feats.scp`` (file order) long enough to decode with
+    ``frontend`` (default: the Conformer's Conv2d ×4), as (utterance id, matrix [T, 80] of fbank
+    or [samples, 1] of raw waveform)."""
     import kaldiio
     import numpy as np
 
-    from osoup.decode.chunked import output_frames
+    from osoup.decode.chunked import CONV2D_X4, output_frames
+
+    frontend = frontend or CONV2D_X4
 
     scp = set_dir / "feats.scp"
     if not scp.is_file():
@@ -126,7 +127,7 @@ def first_utterances(set_dir: Path, n_utts: int) -> list[tuple[str, object]]:
             mat = np.array(kaldiio.load_mat(where), dtype=np.float32)  # a writable copy for torch
         except Exception as e:  # noqa: BLE001 - kaldiio raises many kinds for a bad ark
             raise DataError(f"{scp}: cannot read features of {utt!r}: {e}") from None
-        if output_frames(mat.shape[0]) > 0:
+        if output_frames(mat.shape[0], *frontend) > 0:
             out.append((utt, mat))
         if len(out) == n_utts:
             break
@@ -144,7 +145,7 @@ def _decode_one(model: SoupModel, heads: list[str], tokenizers: dict[str, Tokeni
     feats = torch.from_numpy(mat)[None]
     enc = model.encoder(model.cmvn(feats), torch.tensor([mat.shape[0]]))
     for h in heads:
-        logp = torch.log_softmax(model.heads[h](enc.out).float(), dim=-1)
+        logp = torch.log_softmax(model.heads[h](enc.out, enc.lengths).float(), dim=-1)
         ids = greedy_search(logp, enc.lengths)[0]
         if h in tokenizers:
             tokenizers[h].decode(ids)
@@ -157,6 +158,9 @@ def time_decoding(model: SoupModel, tokenizers: dict[str, Tokenizer], data_dir: 
     compute seconds (one thread, greedy, after one untimed warm-up utterance)."""
     import torch
 
+    from osoup.decode.chunked import model_input
+
+    _, frontend, rows_per_sec = model_input(model)
     by_lang: dict[str, list[str]] = {}
     for h in model.heads:
         by_lang.setdefault(h.split("_", 1)[-1], []).append(h)
@@ -167,13 +171,13 @@ def time_decoding(model: SoupModel, tokenizers: dict[str, Tokenizer], data_dir: 
         with torch.inference_mode():
             for lang, heads in by_lang.items():
                 set_name = f"{split}_{lang}"
-                utts = first_utterances(Path(data_dir) / set_name, n_utts)
+                utts = first_utterances(Path(data_dir) / set_name, n_utts, frontend)
                 _decode_one(model, heads, tokenizers, utts[0][1])  # warm-up, not timed
                 t0 = time.perf_counter()
                 for _, mat in utts:
                     _decode_one(model, heads, tokenizers, mat)
                 sets[set_name] = {"heads": heads, "utts": len(utts), "compute_sec": time.perf_counter() - t0,
-                                  "audio_sec": sum(m.shape[0] for _, m in utts) * FRAME_SEC}
+                                  "audio_sec": sum(m.shape[0] for _, m in utts) / rows_per_sec}
     finally:
         torch.set_num_threads(threads)
     return sets

@@ -1,6 +1,7 @@
 """One training step (paper Algorithm 1 with double sampling; ``docs/design.md``).
 
-Every objective of the phase draws its own minibatch, split into two disjoint halves; each
+Every objective of the phase draws its own minibatch, split into two disjoint halves, read and
+padded in this process or ahead of time by loader workers (:mod:`osoup.train.prefetch`); each
 half's loss (:func:`osoup.train.loss.half_loss`) is handed to the update rule (a Soup, or
 HeadsOnly). Then, in order: data-parallel reduction (and fp16 unscaling), one finiteness check
 of every loss and gradient (the step's one host synchronisation), the λ update and combined
@@ -20,9 +21,11 @@ from osoup.nets.model import SoupModel
 from osoup.train import distributed as D
 from osoup.train import loss as L
 from osoup.train.amp import LossScaler, autocast
-from osoup.train.data import TrainData, draw_halves
+from osoup.train.batch import ReadyHalf, StepBatch
+from osoup.train.data import TrainData
 from osoup.train.phase_setup import PhaseSetup
 from osoup.train.phases import Phase
+from osoup.train.prefetch import StepSource
 
 
 class Outcome(enum.Enum):
@@ -42,22 +45,21 @@ class StepResult:
     frames: int
     stats: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    data_wait: float = 0.0  # seconds the step waited for its input (osoup.train.prefetch)
 
 
-def forward_backward(model: SoupModel, phase: Phase, update: Any, data: TrainData, cfg: Any, scale: float,
-                     device: torch.device, distributed: bool) -> tuple[torch.Tensor, int]:
-    """Both halves of every objective's minibatch(es) through the model and into ``update``;
-    returns the objectives' losses (a device tensor, no sync) and the frames seen."""
+def forward_backward(model: SoupModel, phase: Phase, update: Any, batch: StepBatch, cfg: Any, scale: float,
+                     device: torch.device, distributed: bool, data: TrainData) -> tuple[torch.Tensor, int]:
+    """Both halves of every objective's minibatch(es) (``batch``, in the order of
+    :func:`osoup.train.data.draw_step`) through the model and into ``update``; returns the
+    objectives' losses (a device tensor, no sync) and the frames seen."""
     losses, frames = [], 0
-    for name in phase.objectives:
-        fset = data.train_sets[name]
-        for _ in range(cfg.accum_grad):
-            for h, idx in enumerate(draw_halves(data, name)):
-                with autocast(device, cfg.amp):
-                    loss, n = L.half_loss(model, name, fset, idx, device, distributed)
-                update.backward(name, h, loss * (scale / cfg.accum_grad) if scale != 1.0 else loss / cfg.accum_grad)
-                losses.append(loss.detach())
-                frames += n
+    for k, ((name, idx), hb) in enumerate(zip(batch.plan, batch.halves)):
+        with autocast(device, cfg.amp):
+            loss, n = L.half_loss(model, name, ReadyHalf(data.train_sets[name], hb), idx, device, distributed)
+        update.backward(name, k % 2, loss * (scale / cfg.accum_grad) if scale != 1.0 else loss / cfg.accum_grad)
+        losses.append(loss.detach())
+        frames += n
     return torch.stack(losses).view(len(phase.objectives), -1).float().mean(1), frames
 
 
@@ -134,9 +136,13 @@ def _drop(model: SoupModel, update: Any, buffers_before: list) -> None:
 
 
 def train_step(model: SoupModel, phase: Phase, setup: PhaseSetup, data: TrainData, cfg: Any, scaler: LossScaler,
-               device: torch.device, dist: D.DistContext, epoch: float, verify_lambda: bool = False) -> StepResult:
+               device: torch.device, dist: D.DistContext, epoch: float, verify_lambda: bool = False,
+               source: StepSource | None = None) -> StepResult:
     """One step of ``phase`` at fractional epoch ``epoch``. ``verify_lambda``: under torchrun,
-    check λ on every rank after its update."""
+    check λ on every rank after its update. ``source``: where the input comes from (default:
+    read in this process from ``data``'s samplers)."""
+    batch, wait = (source or StepSource(data, phase.objectives, cfg.accum_grad)).next()
+    batch = batch.to(device)
     update = setup.update
     update.zero_grad()
     for opt, _ in setup.optimizers():
@@ -144,7 +150,7 @@ def train_step(model: SoupModel, phase: Phase, setup: PhaseSetup, data: TrainDat
     update.begin_step(epoch)
     buffers_before = [(b, b.detach().clone()) for b in model.buffers()]
     scale = scaler.scale
-    per_t, frames = forward_backward(model, phase, update, data, cfg, scale, device, dist.enabled)
+    per_t, frames = forward_backward(model, phase, update, batch, cfg, scale, device, dist.enabled, data)
     shared = model.shared_parameters()
     heads = {n: model.objective_head_parameters(n) for n in phase.objectives}
     head_list = [p for ps in heads.values() for p in ps]
@@ -160,7 +166,8 @@ def train_step(model: SoupModel, phase: Phase, setup: PhaseSetup, data: TrainDat
         _drop(model, update, buffers_before)
         if overflow:
             scaler.update(overflow=True)
-        return StepResult(Outcome.OVERFLOW if overflow else Outcome.SKIPPED, losses, frames, reason=reason)
+        return StepResult(Outcome.OVERFLOW if overflow else Outcome.SKIPPED, losses, frames, reason=reason,
+                          data_wait=wait)
     stats = update.step(epoch)
     scaler.update(overflow=False)
     if dist.enabled and verify_lambda:
@@ -168,4 +175,4 @@ def train_step(model: SoupModel, phase: Phase, setup: PhaseSetup, data: TrainDat
     clip_gradients(shared, heads, cfg.grad_clip)
     for opt, _ in setup.optimizers():
         opt.step()
-    return StepResult(Outcome.TAKEN, losses, frames, stats)
+    return StepResult(Outcome.TAKEN, losses, frames, stats, data_wait=wait)

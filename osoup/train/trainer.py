@@ -30,6 +30,7 @@ from osoup.train.loss import dev_losses
 from osoup.train.options import TrainConfig
 from osoup.train.phase_setup import PhaseSetup, setup_phase, warm_up
 from osoup.train.phases import Phase, plan_phases
+from osoup.train.prefetch import StepSource, resolve_num_workers
 from osoup.train.progress import EpochProgress, TensorBoard, write_trace
 from osoup.train.state import RESUME_KEYS, TrainState, checkpoint_dict, restore_checkpoint
 from osoup.train.step import Outcome, StepResult, train_step
@@ -90,6 +91,10 @@ class Trainer:
         self.state = TrainState(scaler=LossScaler(cfg.amp == "fp16"))
         self.tb = TensorBoard(self.exp, enabled=self.dist.is_main)
         self.last_throughput = 0.0
+        self.num_workers = resolve_num_workers(cfg.num_workers, self.device)
+        log.info("input: %d loader workers (--num-workers %s)%s", self.num_workers, cfg.num_workers,
+                 f", {cfg.prefetch} steps ahead" if self.num_workers else ", read in the training process")
+        self.source: StepSource | None = None
 
     # -- the run ---------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
@@ -150,9 +155,11 @@ class Trainer:
         log.info("phase %s: method %s, objectives %s, %d epochs × %d steps, lr backbone %s heads %g", phase.name,
                  phase.method, ",".join(phase.objectives), phase.epochs, spe,
                  f"{phase.lr_backbone:g}" if phase.train_backbone else "frozen", phase.lr_heads)
-        while self.state.phase_epoch < phase.epochs:
-            self.train_one_epoch(phase, setup, spe)
-            self.end_epoch(phase, setup)
+        with StepSource(self.data, phase.objectives, self.cfg.accum_grad, self.num_workers, self.cfg.prefetch,
+                        pin_memory=self.device.type == "cuda") as self.source:
+            while self.state.phase_epoch < phase.epochs:
+                self.train_one_epoch(phase, setup, spe)
+                self.end_epoch(phase, setup)
 
     def train_one_epoch(self, phase: Phase, setup: PhaseSetup, spe: int) -> None:
         """The epoch's remaining steps (a resumed run starts mid-epoch)."""
@@ -164,8 +171,9 @@ class Trainer:
             warm_up(setup, phase, c.warmup_steps, st.step_in_phase)
             verify = st.step_in_phase % c.log_interval == 0 or c.trace
             result = train_step(self.model, phase, setup, self.data, c, st.scaler, self.device, self.dist,
-                                st.phase_epoch + step / spe, verify_lambda=verify)
+                                st.phase_epoch + step / spe, verify_lambda=verify, source=self.source)
             progress.frames += result.frames
+            progress.data_wait += result.data_wait
             self._after_step(result, phase, setup)
             if self.cfg.save_every_steps > 0 and st.step_in_phase % c.save_every_steps == 0 and step + 1 < spe:
                 self.save_checkpoint(setup, [expdir.LATEST])  # mid-epoch; the epoch end writes its own
