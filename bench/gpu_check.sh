@@ -17,7 +17,8 @@
 #   distributed_trainer test/test_distributed.py's 2-rank osoup-train run: NCCL with 2 GPUs;
 #                       with one GPU the trainer cannot share it between ranks, so it runs
 #                       on CPU (gloo)
-#   bench_input, bench_encoder   bench/<name>.py --device cuda, when the script exists
+#   bench_input         bench/bench_input.py: host input pipeline with 0, 2, 4, 8 loader workers
+#   bench_encoder       bench/bench_encoder.py --device cuda (against ESPnet when installed)
 # --dry-run: every step on CPU at the smallest size (tiny model, one step, three bench
 # methods, no autocast or profile; the gpu tests collected and skipped; the 2-rank Soup check on CPU over gloo; the
 # trainer test only collected), as CI does (test/test_gpu.py::test_gpu_check_dry_run).
@@ -134,16 +135,15 @@ fi
 run_step bench_fp32_buffers 120 "$python" bench/bench_moo_step.py "${bench_size[@]}" \
   --methods "$fp32_methods" --moo-buffer-dtype fp32 --amp "$bench_amp" --json "$out/bench_fp32_buffers.json"
 
-for name in bench_input bench_encoder; do
-  if [ ! -f "bench/$name.py" ]; then
-    echo "$name: skipped (bench/$name.py does not exist)" >> "$summary"
-    log "$name: skipped, bench/$name.py does not exist"
-  elif $dry_run; then
-    run_step "$name" 60 "$python" "bench/$name.py" --help
-  else
-    run_step "$name" 90 "$python" "bench/$name.py" --device cuda
-  fi
-done
+# The input pipeline runs on the host's CPUs whatever the device (it feeds the GPU); the encoder
+# bench times osoup's Conformer against ESPnet's when ESPnet is installed, osoup's alone otherwise.
+if $dry_run; then
+  run_step bench_input 120 "$python" bench/bench_input.py --hours 0.02 --steps 4 --workers 0 1
+  run_step bench_encoder 120 "$python" bench/bench_encoder.py --sizes d144 --repeats 1 --warmup 0 --threads 1
+else
+  run_step bench_input 120 "$python" bench/bench_input.py --hours 0.5 --workers 0 2 4 8
+  run_step bench_encoder 150 "$python" bench/bench_encoder.py --device cuda --threads 8 --repeats 3
+fi
 
 log "summary ($out/summary.txt):"
 cat "$summary" >&2

@@ -187,13 +187,13 @@ def test_two_ranks_follow_one_process_on_the_union(tmp_path):
     assert torch.allclose(r0, ref, rtol=1e-4, atol=1e-5), (r0 - ref).abs().max()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_gpu_check_dry_run(tmp_path):
     """``bench/gpu_check.sh --dry-run`` runs every step on CPU at the smallest size and exits 0."""
     out = tmp_path / "gpu_check"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=str(REPO / "tools" / "venv" / "bin" / "python"))
     proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "--out", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=115)
+                          capture_output=True, text=True, timeout=290)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = (out / "summary.txt").read_text(encoding="utf-8")
     for step in ("gpu_tests", "bench_moo_step", "distributed", "bench_input", "bench_encoder"):
@@ -201,3 +201,5 @@ def test_gpu_check_dry_run(tmp_path):
     assert "FAILED" not in summary, summary
     assert (out / "bench_moo_step.json").is_file()
     assert "batched_joint" in (out / "bench_moo_step.txt").read_text(encoding="utf-8")
+    assert "workers" in (out / "bench_input.txt").read_text(encoding="utf-8")  # the benches really ran
+    assert "d144" in (out / "bench_encoder.txt").read_text(encoding="utf-8")
