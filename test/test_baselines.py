@@ -17,6 +17,7 @@ from osoup.bin import train as train_bin
 from osoup.fileio import DataError
 from osoup.score.comparison import gather, select_on_dev
 from osoup.score.resultfiles import load_results
+from osoup.train.init_from import plan_init
 from osoup.train.phases import task_group_weights
 
 BASE = ["--dump-dir", "dump", "--token-dir", "data/token", "--max-frames", "4000", "--max-utts", "8",
@@ -122,6 +123,28 @@ def test_init_from_loads_backbone_and_optionally_heads(mini_recipe, pretrained, 
     assert ("CTC heads (not loaded without --init-heads true)" in caplog.text) != heads
     config = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
     assert config["init_from"] == str(src.resolve()) and config["init_heads"] is heads
+
+
+def test_init_new_heads_leaves_the_named_heads_fresh():
+    """Units changed for translation (char -> unigram): its head has another shape; naming it
+    (or its task) in --init-new-heads keeps it fresh, while the other heads still load."""
+    own = {"encoder.w": torch.zeros(3), "heads.asr_fr.proj.weight": torch.zeros(5, 4),
+           "heads.st_fr.proj.weight": torch.zeros(300, 4), "heads.st_es.proj.weight": torch.zeros(300, 4),
+           "cmvn.mean": torch.zeros(2)}
+    source = {"encoder.w": torch.ones(3), "heads.asr_fr.proj.weight": torch.ones(5, 4),
+              "heads.st_fr.proj.weight": torch.ones(30, 4), "heads.st_es.proj.weight": torch.ones(30, 4)}
+    with pytest.raises(DataError, match=r"heads\.st_fr\.proj\.weight has shape \(30, 4\) there but \(300, 4\)"):
+        plan_init(own, source, True, "src.pt")
+    for spec in ("st", "st_fr, st_es", ["st_es", "st_fr"]):
+        report = plan_init(own, source, True, "src.pt", spec)
+        assert sorted(report.loaded) == ["encoder.w", "heads.asr_fr.proj.weight"]
+        assert report.skipped["heads.st_fr.proj.weight"] == "named by --init-new-heads (starts fresh)"
+    with pytest.raises(DataError, match=r"heads\.st_fr\.proj\.weight has shape"):  # only st_es named
+        plan_init(own, source, True, "src.pt", "st_es")
+    report = plan_init(own, source, False, "src.pt", "st")  # without --init-heads no head loads anyway
+    assert report.loaded == ["encoder.w"]
+    with pytest.raises(DataError, match=r"--init-new-heads mt: no such head in this model \(its heads: asr_fr, st_es, st_fr"):
+        plan_init(own, source, True, "src.pt", "mt")
 
 
 @pytest.mark.slow

@@ -78,6 +78,17 @@ def test_a_bad_value_is_one_error_before_anything_is_written(capsys, tmp_path, o
     assert not exp.exists()  # nothing half-written
 
 
+def test_init_new_heads_without_init_from_and_heads_is_an_error(capsys, tmp_path):
+    src = tmp_path / "src.pt"
+    src.write_bytes(b"")
+    for extra in ([], ["--init-from", str(src)]):
+        rc, errors = _run(capsys, "--exp-dir", str(tmp_path / "exp"), "--asr-langs", "fr", "--st-langs", "fr",
+                          "--init-new-heads", "st", *extra)
+        assert rc == 1 and errors == ["ERROR: --init-new-heads st (command line): needs --init-from FILE and "
+                                      "--init-heads true (it names heads NOT to load)"], errors
+    assert not (tmp_path / "exp").exists()
+
+
 def test_config_file_errors_name_the_file(capsys, tmp_path):
     conf = tmp_path / "train.yaml"
     conf.write_text("epochs: 3\nlr-backbone: -1\n", encoding="utf-8")

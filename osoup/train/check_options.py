@@ -190,7 +190,11 @@ def _check_objectives(args: argparse.Namespace, origins: Origins) -> list[str]:
 
 def _check_init_from(args: argparse.Namespace, origins: Origins) -> None:
     """--init-from must name an existing file; it is kept resolved (config.yaml records that
-    path, which osoup-soup compares to tell whether runs share an initialisation)."""
+    path, which osoup-soup compares to tell whether runs share an initialisation).
+    --init-new-heads only means something with --init-from and --init-heads true."""
+    if args.init_new_heads and not (args.init_from is not None and args.init_heads):
+        raise _bad(BY_NAME["init_new_heads"], args.init_new_heads, origins.of("init_new_heads"),
+                   "needs --init-from FILE and --init-heads true (it names heads NOT to load)")
     if args.init_from is None:
         return
     path = Path(args.init_from).expanduser()

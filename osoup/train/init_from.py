@@ -3,7 +3,8 @@
 The backbone θ (``encoder.*``) and the SSL module (``ssl.*``: CPC predictors or BEST-RQ's
 output layer and frozen quantizer, which pre-training trains together with θ) come from the
 file; the CTC heads (``heads.<name>.*``) too with ``--init-heads true``, for the heads both
-models have. The CMVN statistics stay this run's own (they come from its recipe's data). A
+models have, except those named by ``--init-new-heads`` (objective ``st_es`` or task ``st``), which
+start fresh: e.g. a translation head whose units changed. The CMVN statistics stay this run's own (they come from its recipe's data). A
 tensor whose shape differs is refused (one error naming the file and the tensor); a backbone
 tensor absent from the file is refused too (the backbone would be half initialised). Every
 other difference is reported, not hidden: ``test/test_baselines.py``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -48,22 +50,42 @@ class InitReport:
             log.info("--init-from: skipped %d tensor(s), %s: %s", len(names), why, shown)
 
 
-def _wanted(name: str, heads: bool) -> str | None:
+def parse_new_heads(spec: str | Sequence[str]) -> set[str]:
+    """``"st_es,asr"`` (or a list) -> {"st_es", "asr"}: objective or task names."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    return {s.strip() for s in items if s.strip()}
+
+
+def _fresh(head: str, new_heads: set[str]) -> bool:
+    """Whether head ``st_es`` is named by ``new_heads``, as itself or by its task (``st``)."""
+    return head in new_heads or head.split("_", 1)[0] in new_heads
+
+
+def _wanted(name: str, heads: bool, new_heads: set[str]) -> str | None:
     """None when ``name`` is to be loaded, else why it is not."""
     if name.startswith(BACKBONE_PREFIXES):
         return None
     if name.startswith(HEAD_PREFIX):
-        return None if heads else "CTC heads (not loaded without --init-heads true)"
+        if not heads:
+            return "CTC heads (not loaded without --init-heads true)"
+        return "named by --init-new-heads (starts fresh)" if _fresh(name.split(".", 2)[1], new_heads) else None
     return "this run's own (CMVN statistics of its data)"
 
 
 def plan_init(own: dict[str, torch.Tensor], source: dict[str, torch.Tensor], heads: bool,
-              path: str | Path) -> InitReport:
+              path: str | Path, new_heads: str | Sequence[str] = "") -> InitReport:
     """Which of the model's tensors ``own`` to take from ``source``; raises DataError on a
-    shape mismatch or a backbone tensor the file lacks."""
+    shape mismatch, a backbone tensor the file lacks, or an ``new_heads`` name that is no
+    head of this model."""
+    fresh = parse_new_heads(new_heads)
+    own_heads = {k.split(".", 2)[1] for k in own if k.startswith(HEAD_PREFIX)}
+    unknown = sorted(n for n in fresh if not any(_fresh(h, {n}) for h in own_heads))
+    if unknown:
+        raise DataError(f"--init-new-heads {','.join(unknown)}: no such head in this model (its heads: "
+                        f"{', '.join(sorted(own_heads)) or 'none'}; a task name like 'st' names all of its heads)")
     report = InitReport()
     for name, t in own.items():
-        why = _wanted(name, heads)
+        why = _wanted(name, heads, fresh)
         if why is None and name not in source:
             if name.startswith("encoder."):
                 raise DataError(f"--init-from {path}: the file has no backbone tensor {name} (another model size "
@@ -82,15 +104,17 @@ def plan_init(own: dict[str, torch.Tensor], source: dict[str, torch.Tensor], hea
     return report
 
 
-def init_model(model: torch.nn.Module, path: str | Path, heads: bool = False) -> InitReport:
-    """Copy the backbone (and SSL module, and with ``heads`` the shared CTC heads) of the model
-    file ``path`` into ``model`` in place, log what was loaded and skipped, and return it."""
+def init_model(model: torch.nn.Module, path: str | Path, heads: bool = False,
+               new_heads: str | Sequence[str] = "") -> InitReport:
+    """Copy the backbone (and SSL module, and with ``heads`` the shared CTC heads but those of
+    ``new_heads``) of the model file ``path`` into ``model`` in place, log what was loaded and
+    skipped, and return it."""
     obj = load_torch_file(path, "model file", ("model",), "give a best.pt, latest.pt, checkpoint.N.pt or pretrain.pt")
     source = obj["model"]
     if not isinstance(source, dict):
         raise DataError(f"--init-from {path}: its 'model' is not a state dict")
     own = model.state_dict()
-    report = plan_init(own, source, heads, path)
+    report = plan_init(own, source, heads, path, new_heads)
     with torch.no_grad():
         for name in report.loaded:
             own[name].copy_(source[name].to(own[name].device, own[name].dtype))

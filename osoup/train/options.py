@@ -183,6 +183,9 @@ OPTIONS: tuple[Option, ...] = (
        "checkpoint", "initialisation", optional=True),
     _o("init_heads", "bool", False, "with --init-from: also load the CTC heads this run shares with it",
        "initialisation"),
+    _o("init_new_heads", "str", "", "with --init-from --init-heads true: heads that start fresh all the same, by "
+       "objective (st_es) or task (st), comma-separated; e.g. a translation head whose units changed (char -> "
+       "unigram), which would otherwise be refused for its shape", "initialisation"),
     # -- run -----------------------------------------------------------------------------------
     _o("seed", "int", 1, "random seed (model, batches, SSL draws)", "run", at_least=0),
     _o("keep_last", "int", 5, "epoch checkpoints kept", "run", at_least=0),

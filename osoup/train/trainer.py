@@ -129,7 +129,8 @@ class Trainer:
             log.info("--init-from %s ignored: resuming from %s (the checkpoint wins)", self.cfg.init_from,
                      resumed_from)
             return
-        init_model(self.model, self.cfg.init_from, heads=self.cfg.init_heads)
+        init_model(self.model, self.cfg.init_from, heads=self.cfg.init_heads,
+                   new_heads=self.cfg.init_new_heads)
 
     def save_pretrained(self) -> None:
         """``pretrain.pt`` at the end of SSL pre-training: {model, model_conf, epoch}, a stable
