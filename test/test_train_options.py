@@ -185,3 +185,24 @@ def test_loss_scaler_halves_on_overflow_and_grows_after_2000_good_steps():
     off = LossScaler(False)
     off.update(overflow=True)
     assert off.scale == 1.0 and off.state_dict()["loss_scale"] == 1.0
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+# hf_wav2vec2 configs need a checkpoint dir: test/test_backbones.py and test_raw_feats.py run them
+@pytest.mark.parametrize("conf", sorted(str(p.relative_to(REPO)) for p in REPO.glob("egs/*/conf/train*.yaml")
+                                        if "hf_wav2vec2" not in p.read_text(encoding="utf-8")))
+def test_every_shipped_conformer_train_config_parses_for_every_method(conf):
+    for method in ("joint", "vs", "vc", "vm"):
+        args, _ = train_bin.parse_args(["--exp-dir", "unused", "--config", str(REPO / conf), "--method", method,
+                                        "--asr-langs", "en fr", "--st-langs", "fr"])
+        assert args.method == method
+
+
+def test_gpu_configs_select_layers_with_the_sketched_probe():
+    # issue 13: the 58m/100m CoVoST configs bound the per-objective buffers (the mini check is in the README)
+    for conf in ("train.yaml", "train_100m.yaml"):
+        args, _ = train_bin.parse_args(["--exp-dir", "unused", "--config", str(REPO / "egs/covost2/conf" / conf),
+                                        "--method", "vm", "--asr-langs", "en fr", "--st-langs", "fr"])
+        assert (args.moo_layers, args.probe_coords, args.conflict_interval) == (0.4, 65536, 50), conf
