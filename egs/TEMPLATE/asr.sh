@@ -639,10 +639,11 @@ fi
 
 if in_stage 8; then
   for i in "${!exps[@]}"; do
-    IFS='|' read -r dir _ _ s _ <<< "${exps[$i]}"
+    IFS='|' read -r dir _ _ _ _ <<< "${exps[$i]}"
     take_lock "$(exp_lock 8 "$dir")" "stage 8 of $dir"
     log "Stage 8: scoring $dir"
-    osoup-score --exp "$dir" --data "$dumpdir/fbank" --label "${labels[$i]}" --seed "$s"
+    # results.json's seed is the one training used (config.yaml), also when --train-opts sets --seed
+    osoup-score --exp "$dir" --data "$dumpdir/fbank" --label "${labels[$i]}"
     log "Stage 8: $dir/RESULTS.md"
     release_lock
   done
