@@ -3,9 +3,9 @@
 The backbone θ (``encoder.*``) and the SSL module (``ssl.*``: CPC predictors or BEST-RQ's
 output layer and frozen quantizer, which pre-training trains together with θ) come from the
 file; the CTC heads (``heads.<name>.*``) too with ``--init-heads true``, for the heads both
-models have, except those named by ``--init-new-heads`` (objective ``st_es`` or task ``st``), which
-start fresh: e.g. a translation head whose units changed. The CMVN statistics stay this run's own (they come from its recipe's data). A
-tensor whose shape differs is refused (one error naming the file and the tensor); a backbone
+models have, except those named by ``--init-new-heads`` (objective ``st_es`` or task ``st``),
+which start fresh: e.g. a translation head whose units changed. The CMVN statistics stay this
+run's own (they come from its recipe's data). A tensor whose shape differs is refused (one error naming the file and the tensor); a backbone
 tensor absent from the file is refused too (the backbone would be half initialised). Every
 other difference is reported, not hidden: ``test/test_baselines.py``.
 """
@@ -20,6 +20,7 @@ import torch
 
 from osoup.fileio import DataError
 from osoup.train.experiment import load_torch_file
+from osoup.train.phases import task_group
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class InitReport:
         """One summary line per part, then each skipped tensor (debug level for many)."""
         parts: dict[str, int] = {}
         for k in self.loaded:
-            part = k.split(".", 2)[1] if k.startswith(HEAD_PREFIX) else k.split(".", 1)[0]
+            part = _head_of(k) if k.startswith(HEAD_PREFIX) else k.split(".", 1)[0]
             parts[part] = parts.get(part, 0) + 1
         log.info("--init-from %s: loaded %d tensors (%s); skipped %d", path, len(self.loaded),
                  ", ".join(f"{p}: {n}" for p, n in parts.items()) or "none", len(self.skipped))
@@ -56,9 +57,14 @@ def parse_new_heads(spec: str | Sequence[str]) -> set[str]:
     return {s.strip() for s in items if s.strip()}
 
 
+def _head_of(key: str) -> str:
+    """``heads.st_es.proj.weight`` -> ``st_es``."""
+    return key.split(".", 2)[1]
+
+
 def _fresh(head: str, new_heads: set[str]) -> bool:
     """Whether head ``st_es`` is named by ``new_heads``, as itself or by its task (``st``)."""
-    return head in new_heads or head.split("_", 1)[0] in new_heads
+    return head in new_heads or task_group(head) in new_heads
 
 
 def _wanted(name: str, heads: bool, new_heads: set[str]) -> str | None:
@@ -68,17 +74,17 @@ def _wanted(name: str, heads: bool, new_heads: set[str]) -> str | None:
     if name.startswith(HEAD_PREFIX):
         if not heads:
             return "CTC heads (not loaded without --init-heads true)"
-        return "named by --init-new-heads (starts fresh)" if _fresh(name.split(".", 2)[1], new_heads) else None
+        return "named by --init-new-heads (starts fresh)" if _fresh(_head_of(name), new_heads) else None
     return "this run's own (CMVN statistics of its data)"
 
 
 def plan_init(own: dict[str, torch.Tensor], source: dict[str, torch.Tensor], heads: bool,
               path: str | Path, new_heads: str | Sequence[str] = "") -> InitReport:
     """Which of the model's tensors ``own`` to take from ``source``; raises DataError on a
-    shape mismatch, a backbone tensor the file lacks, or an ``new_heads`` name that is no
+    shape mismatch, a backbone tensor the file lacks, or a ``new_heads`` name that is no
     head of this model."""
     fresh = parse_new_heads(new_heads)
-    own_heads = {k.split(".", 2)[1] for k in own if k.startswith(HEAD_PREFIX)}
+    own_heads = {_head_of(k) for k in own if k.startswith(HEAD_PREFIX)}
     unknown = sorted(n for n in fresh if not any(_fresh(h, {n}) for h in own_heads))
     if unknown:
         raise DataError(f"--init-new-heads {','.join(unknown)}: no such head in this model (its heads: "
