@@ -115,11 +115,22 @@ exit 3
 FAKE_TRAIN = """\
 #!/usr/bin/env bash
 # Stand-in osoup-train: records its arguments and leaves a checkpoint in --exp-dir.
+# TRAIN_FAIL=DIR: the run of that --exp-dir fails. TRAIN_MEET=D: each run waits (up to 20 s,
+# else fails) until another run has arrived too, which only runs side by side can do.
 printf '%s\\n' "$*" >> "$TRAIN_CALLS"
+args=("$@")
 while [ $# -gt 0 ]; do
-  if [ "$1" = --exp-dir ]; then mkdir -p "$2" && echo ckpt > "$2/latest.pt"; fi
+  if [ "$1" = --exp-dir ]; then
+    if [ "$2" = "${TRAIN_FAIL:-}" ]; then echo "stand-in training of $2 fails" >&2; exit 5; fi
+    mkdir -p "$2" && printf '%s\\n' "${args[*]}" > "$2/latest.pt"
+  fi
   shift
 done
+if [ -n "${TRAIN_MEET:-}" ]; then
+  mkdir -p "$TRAIN_MEET" && touch "$TRAIN_MEET/$$"
+  for _ in $(seq 200); do [ "$(ls "$TRAIN_MEET" | wc -l)" -ge 2 ] && exit 0; sleep 0.1; done
+  echo "alone" >&2; exit 4
+fi
 """
 
 FAKE_LATER = """\
@@ -483,3 +494,85 @@ def test_lock_left_by_a_killed_run_is_waited_for(fake_recipe, reaped) -> None:
         dead.wait()
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"(PID {dead.pid}) is gone" in r.stderr
+
+
+# ------------------------------------------------ --train-jobs and --st-units-phase2 (stand-ins)
+def test_train_jobs_trains_experiments_side_by_side(fake_recipe, tmp_path) -> None:
+    """--train-jobs 2: two trainings run at once (each stand-in waits for the other), each with
+    --threads cores/2 and its output in exp/log/; a failed one is named with the end of its log,
+    and the rerun trains only what is missing."""
+    recipe, env = fake_recipe
+    args = [*STAGE6, "--method", "", "--methods", "vs joint", "--train-jobs", "2"]
+    r = _run(recipe, args, dict(env, TRAIN_MEET=str(tmp_path / "meet")))
+    assert r.returncode == 0, r.stderr[-3000:]
+    calls = _calls(env)
+    threads = max(1, os.cpu_count() // 2)
+    assert len(calls) == 2 and all(f"--threads {threads} --resume" in c for c in calls)
+    assert "its output: exp/log/train.vs.log" in r.stderr and "Stage 6: exp/joint done" in r.stderr
+    assert (recipe / "exp" / "log" / "train.joint.log").is_file()
+    assert all((recipe / "exp" / m / ".train.done").is_file() for m in ("vs", "joint"))
+
+    # three experiments, two at a time; the second fails: the third is never started
+    args = [*STAGE6, "--method", "", "--methods", "vs vm:asr>ssl joint", "--train-jobs", "2", "--seeds", "2"]
+    r = _run(recipe, args, dict(env, TRAIN_FAIL="exp/vs_seed2"))
+    assert r.returncode == 1
+    assert "training exp/vs_seed2 failed (exit status 5)" in r.stderr and "stand-in training of exp/vs_seed2 fails" in r.stderr
+    assert "1 training(s) failed: exp/vs_seed2" in r.stderr
+    assert (recipe / "exp" / "vs_seed1" / ".train.done").is_file() and not (recipe / "exp" / "joint_seed2").exists()
+    n = len(_calls(env))
+    r = _run(recipe, args, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    redone = [c.split("--exp-dir ")[1].split()[0] for c in _calls(env)[n:]]
+    assert "exp/vs_seed1" not in redone and "exp/vs_seed2" in redone and len(redone) == 5
+
+    r = _run(recipe, [*STAGE6, "--train-jobs", "2", "--ngpu", "0", "--nproc", "2"], env)
+    assert r.returncode == 1 and "--train-jobs 2 trains whole experiments side by side" in r.stderr
+    r = _run(recipe, [*STAGE6, "--train-jobs", "0"], env)
+    assert r.returncode == 1 and "--train-jobs 0: give a positive integer" in r.stderr
+
+
+ST_MARKERS = ("data/token/st_en/.done", "dump/st/train_en/.done", "dump/st/dev_en/.done")
+UNIT_MARKERS = ("data/token/st_en_unigram300/.done", "dump/st_unigram300/train_en/.done",
+                "dump/st_unigram300/dev_en/.done")
+
+
+def test_st_units_phase2_trains_two_phases(fake_recipe) -> None:
+    """--st-units-phase2 unigram:300: each experiment trains in DIR_phase1 on the first units,
+    then DIR starts from phase 1's latest.pt with fresh translation heads over the new units and
+    --phase2-train-opts last; a change of phase-2 options retrains phase 2 only."""
+    recipe, env = fake_recipe
+    _add_markers(recipe, *ST_MARKERS)
+    args = [str(ASR_SH), "--asr-langs", "en", "--st-langs", "en", "--stage", "6", "--stop-stage", "6", "--ngpu", "0",
+            "--methods", "vs", "--st-units-phase2", "unigram:300", "--phase2-train-opts", "--epochs 4"]
+    r = _run(recipe, args, env)
+    assert r.returncode == 1 and "stage 6 needs dump/st_unigram300/train_en/.done" in r.stderr
+    assert "(with --st-units-phase2 unigram:300)" in r.stderr and _calls(env) == []
+    _add_markers(recipe, *UNIT_MARKERS)
+    r = _run(recipe, [*args, "--train-opts", "--epochs 8"], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = _calls(env)
+    assert "--exp-dir exp/vs_phase1 " in one and "--st-units" not in one and "--init-from" not in one
+    assert one.endswith("--resume --epochs 8")
+    assert "--exp-dir exp/vs " in two and "--init-heads true --init-new-heads st --init-from exp/vs_phase1/latest.pt" in two
+    assert "--st-units unigram300" in two and two.endswith("--resume --epochs 8 --epochs 4")
+    r = _run(recipe, [*args, "--train-opts", "--epochs 8"], env)
+    assert "exp/vs_phase1 already trained" in r.stderr and "exp/vs already trained" in r.stderr
+    assert len(_calls(env)) == 2
+    r = _run(recipe, [*args[:-1], "--epochs 5", "--train-opts", "--epochs 8"], env)
+    assert r.returncode == 0 and len(_calls(env)) == 3 and _calls(env)[-1].endswith("--epochs 5")
+    assert "exp/vs_phase1 already trained" in r.stderr and (recipe / "exp" / "vs.old1").is_dir()
+
+    # an ASR-only experiment (single) continues in phase 2 on its own head, no translation units
+    r = _run(recipe, [*args, "--methods", "single"], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    asr_two = [c for c in _calls(env) if "--exp-dir exp/single_asr_en " in c][0]
+    assert "--init-heads true --init-from exp/single_asr_en_phase1/latest.pt" in asr_two and "--st-units" not in asr_two
+    st_two = [c for c in _calls(env) if "--exp-dir exp/single_st_en " in c][0]
+    assert "--init-new-heads st" in st_two and "--st-units unigram300" in st_two
+
+    for bad, msg in ((["--st-units-phase2", "unigram300"], "give type:size"),
+                     (["--st-units-phase2", "", "--phase2-train-opts", "--epochs 2"], "set --st-units-phase2 too")):
+        r = _run(recipe, [*STAGE6, *bad], env)
+        assert r.returncode == 1 and msg in r.stderr, r.stderr[-2000:]
+    r = _run(recipe, [*STAGE6, "--st-units-phase2", "unigram:300"], env)
+    assert r.returncode == 1 and "--st-units-phase2 needs translation languages" in r.stderr

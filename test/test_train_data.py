@@ -74,6 +74,23 @@ def test_build_objectives_reports_every_missing_piece(tmp_path):
         build_objectives(tmp_path / "dump", tmp_path / "token", [], [], "wav2vec")
 
 
+def test_build_objectives_st_units_reads_its_own_dump_and_tokenizer(tmp_path):
+    for d in ("dump/st/train_fr", "dump/st_unigram300/train_fr", "token/st_en", "token/st_en_unigram300"):
+        (tmp_path / d).mkdir(parents=True)
+    for d in ("dump/st/train_fr/feats.scp", "dump/st_unigram300/train_fr/feats.scp", "token/st_en/spm.model",
+              "token/st_en_unigram300/spm.model"):
+        (tmp_path / d).write_text("x\n", encoding="utf-8")
+    (spec,) = build_objectives(tmp_path / "dump", tmp_path / "token", [], ["fr"], None)
+    assert spec.train_dirs == [tmp_path / "dump/st/train_fr"] and spec.token_dir == tmp_path / "token/st_en"
+    (spec,) = build_objectives(tmp_path / "dump", tmp_path / "token", [], ["fr"], None, st_units="unigram300")
+    assert spec.train_dirs == [tmp_path / "dump/st_unigram300/train_fr"]
+    assert spec.token_dir == tmp_path / "token/st_en_unigram300"
+    with pytest.raises(DataError, match="dump/st_bpe100/train_fr/feats.scp not found"):
+        build_objectives(tmp_path / "dump", tmp_path / "token", [], ["fr"], None, st_units="bpe100")
+    with pytest.raises(DataError, match="--st-units '../x'"):
+        build_objectives(tmp_path / "dump", tmp_path / "token", [], ["fr"], None, st_units="../x")
+
+
 def test_checkpoint_average_and_prune(tmp_path):
     for n, v in enumerate([1.0, 2.0, 6.0], 1):
         save_atomic({"model": {"w": torch.full((2,), v), "steps": torch.tensor(n)}}, tmp_path / f"checkpoint.{n}.pt")

@@ -77,6 +77,7 @@ asr_model_types="zh:char"  # per-language model types "lang:type"; unigram for t
 st_vocab_size=1000        # the English model shared by every translation head
 st_model_type=unigram     # its model type (unigram | bpe | char)
 subsampling=4             # encoder subsampling factor for the CTC length filter
+st_units_phase2=""        # "type:size", e.g. unigram:300: stage 5 also makes these English units (data/token/st_en_<type><size>, dump/st_<type><size>/) and stage 6 trains in two phases (--phase2-train-opts)
 
 # Training, decoding, scoring (stages 6-9)
 method=""                 # one method: vs | vc | vm | joint | two_stage | two_stage_static | peft
@@ -89,6 +90,8 @@ train_config=conf/train.yaml  # osoup-train YAML config (model size, lr, epochs,
 backbone_dir=""           # local checkpoint dir of a pretrained backbone (stages 5-6); empty: the train config's backbone-dir
 train_opts=""             # extra osoup-train options (words), e.g. "--ssl bestrq --gamma 0.05"
 seeds=1                   # train each method with seeds 1..N (N>1: mean +- std in the comparison)
+phase2_train_opts=""      # with --st-units-phase2: extra osoup-train options of the second phase (words), e.g. "--epochs 4 --step-size 3"
+train_jobs=1              # stage 6: experiments trained at once on this machine (each with --threads cores/N; logs in exp/log/)
 ngpu=1                    # GPUs per node for training; >1: torchrun, one process per GPU (NCCL); 0: CPU
 nproc=1                   # with --ngpu 0: CPU processes per node (>1: torchrun with gloo)
 num_nodes=1               # nodes; >1: run stage 6 on every node with the same --master-addr (docs/distributed.md)
@@ -150,11 +153,12 @@ read -r -a st_arr <<< "$st_langs"
 read -r -a ssl_arr <<< "$ssl_sets"
 read -r -a test_arr <<< "$test_sets"
 read -r -a cmd_arr <<< "$cmd"
-corpus_arr=() data_arr=() fbank_arr=() train_arr=() decode_arr=() conflict_arr=()  # set by split_opts
+corpus_arr=() data_arr=() fbank_arr=() train_arr=() phase2_arr=() decode_arr=() conflict_arr=()  # set by split_opts
 split_opts corpus_arr local-corpus-opts "$local_corpus_opts"
 split_opts data_arr local-data-opts "$local_data_opts"
 split_opts fbank_arr fbank-opts "$fbank_opts"
 split_opts train_arr train-opts "$train_opts"
+split_opts phase2_arr phase2-train-opts "$phase2_train_opts"
 split_opts decode_arr decode-opts "$decode_opts"
 split_opts conflict_arr conflict-opts "$conflict_opts"
 # Every language with data, in order of first mention.
@@ -162,6 +166,18 @@ read -r -a langs <<< "$(printf '%s\n' "${asr_arr[@]}" "${st_arr[@]}" | awk 'NF &
 if [ ${#langs[@]} -eq 0 ]; then
   log "ERROR: no languages: set --asr-langs and/or --st-langs"; exit 1
 fi
+# Two training phases: the translation heads start over on other English units (docs/design.md).
+units2=""
+if [ -n "$st_units_phase2" ]; then
+  if ! [[ $st_units_phase2 =~ ^(unigram|bpe|char):[1-9][0-9]*$ ]]; then
+    log "ERROR: --st-units-phase2 $st_units_phase2: give type:size with type unigram, bpe or char, e.g. unigram:300"; exit 1
+  fi
+  if [ ${#st_arr[@]} -eq 0 ]; then log "ERROR: --st-units-phase2 needs translation languages (--st-langs)"; exit 1; fi
+  units2=${st_units_phase2%%:*}${st_units_phase2#*:}
+elif [ ${#phase2_arr[@]} -gt 0 ]; then
+  log "ERROR: --phase2-train-opts is for the second training phase: set --st-units-phase2 too"; exit 1
+fi
+if ! [[ $train_jobs =~ ^[1-9][0-9]*$ ]]; then log "ERROR: --train-jobs $train_jobs: give a positive integer"; exit 1; fi
 train_split=$train_set
 if [ -n "$speed_perturb_factors" ]; then
   train_split=${train_set}_sp
@@ -412,11 +428,11 @@ if in_stage 5; then
   # One SentencePiece model per ASR language, one English model for every translation head.
   tok_jobs=()
   for lang in "${asr_arr[@]}"; do tok_jobs+=("asr:$lang"); done
-  if [ ${#st_arr[@]} -gt 0 ]; then tok_jobs+=("st:en"); fi
+  if [ ${#st_arr[@]} -gt 0 ]; then tok_jobs+=("st:en:$st_model_type:$st_vocab_size"); fi
+  if [ -n "$units2" ]; then tok_jobs+=("st:en:${st_units_phase2}:_$units2"); fi
   for job in "${tok_jobs[@]}"; do
-    kind=${job%%:*}
-    lang=${job#*:}
-    tok=$tokendir/${kind}_${lang}
+    IFS=: read -r kind lang st_type vocab suffix <<< "$job"
+    tok=$tokendir/${kind}_${lang}$suffix
     texts=()
     if [ "$kind" = asr ]; then
       texts=("$datadir/${train_set}_${lang}/text")
@@ -424,8 +440,7 @@ if in_stage 5; then
       type_opts=(--model-type "$(lookup "$asr_model_types" "$lang" unigram)")
     else
       for l in "${st_arr[@]}"; do texts+=("$datadir/${train_set}_${l}/text.en"); done
-      vocab=$st_vocab_size
-      type_opts=(--model-type "$st_model_type")
+      type_opts=(--model-type "$st_type")
     fi
     sig="spm $kind $lang $vocab ${type_opts[*]} | $(checksum "${texts[@]}")"
     if is_done "$tok/.done" "$sig"; then
@@ -442,12 +457,15 @@ if in_stage 5; then
   # CTC-length filter of the training and validation sets (test sets are never filtered).
   filter_jobs=()
   for lang in "${asr_arr[@]}"; do filter_jobs+=("asr:$lang:$tokendir/asr_$lang"); done
-  for lang in "${st_arr[@]}"; do filter_jobs+=("st:$lang:$tokendir/st_en"); done
+  for lang in "${st_arr[@]}"; do
+    filter_jobs+=("st:$lang:$tokendir/st_en")
+    if [ -n "$units2" ]; then filter_jobs+=("st:$lang:$tokendir/st_en_$units2:_$units2"); fi
+  done
   for job in "${filter_jobs[@]}"; do
-    IFS=: read -r task lang tok <<< "$job"
+    IFS=: read -r task lang tok suffix <<< "$job"
     for split in "$train_split" "$valid_set"; do
       src=$dumpdir/fbank/${split}_${lang}
-      out=$dumpdir/$task/${split}_${lang}
+      out=$dumpdir/$task$suffix/${split}_${lang}
       # Encoder frames: the Conv2d front-end on fbank, the backbone's CNN on raw waveforms.
       ctc_opts=(--subsampling "$subsampling")
       sig="ctc $task subsampling $subsampling | $(dir_checksum "$src" "$tok/spm.model")"
@@ -528,22 +546,22 @@ ssl_train_sets=()  # SSL audio: every training set plus the SSL-only sets
 for lang in "${langs[@]}"; do ssl_train_sets+=("${train_split}_${lang}"); done
 ssl_train_sets+=("${ssl_arr[@]}")
 
-train_signature() {  # train_signature METHOD LEVELS SEED ASR ST EXTRA: the options and inputs of one experiment
-  local f lang init="" bb="" inputs=("$train_config" "$dumpdir/fbank/global_cmvn.json.done")
+train_signature() {  # train_signature METHOD LEVELS SEED ASR ST EXTRA INIT UNITS: the options and inputs of one training
+  local f lang init="" bb="" inputs=("$train_config" "$dumpdir/fbank/global_cmvn.json.done") sfx=${8:+_$8}
   for lang in "${asr_arr[@]}"; do
     inputs+=("$tokendir/asr_$lang/.done" "$dumpdir/asr/${train_split}_$lang/.done" "$dumpdir/asr/${valid_set}_$lang/.done")
   done
   for lang in "${st_arr[@]}"; do
-    inputs+=("$dumpdir/st/${train_split}_$lang/.done" "$dumpdir/st/${valid_set}_$lang/.done")
+    inputs+=("$dumpdir/st$sfx/${train_split}_$lang/.done" "$dumpdir/st$sfx/${valid_set}_$lang/.done")
   done
-  if [ ${#st_arr[@]} -gt 0 ]; then inputs+=("$tokendir/st_en/.done"); fi
+  if [ ${#st_arr[@]} -gt 0 ]; then inputs+=("$tokendir/st_en$sfx/.done"); fi
   for f in "${ssl_train_sets[@]}"; do inputs+=("$dumpdir/fbank/$f/.done"); done
   for f in "${inputs[@]}"; do
-    if [ ! -f "$f" ]; then log "ERROR: stage 6 needs $f: run stages 1-5 first"; return 1; fi
+    if [ ! -f "$f" ]; then log "ERROR: stage 6 needs $f: run stages 1-5 first${8:+ (with --st-units-phase2 $st_units_phase2)}"; return 1; fi
   done
-  if [ -n "$init_from" ]; then  # the file's path, size and mtime: a new pre-training retrains
-    if [ ! -f "$init_from" ]; then log "ERROR: --init-from $init_from: file not found"; return 1; fi
-    init=" | init $init_from $(inputs_checksum <<< "$init_from")"
+  if [ -n "$7" ]; then  # the file's path, size and mtime: a new pre-training retrains
+    if [ ! -f "$7" ]; then log "ERROR: --init-from $7: file not found"; return 1; fi
+    init=" | init $7 $(inputs_checksum <<< "$7")"
   fi
   f=$(feats_kind "$dumpdir/fbank/${train_split}_${langs[0]}")
   if [ "$f" != "$backbone_feats" ]; then
@@ -556,7 +574,7 @@ train_signature() {  # train_signature METHOD LEVELS SEED ASR ST EXTRA: the opti
   fi
   printf 'train %s levels %s seed %s | asr %s | st %s | splits %s %s | ssl %s | opts %s%s| %s%s\n' "$1" "$2" "$3" \
     "$4" "$5" "$train_split" "$valid_set" "${ssl_arr[*]}" "$(printf '%q ' "${train_arr[@]}")" "${6:+$6 }" \
-    "$(checksum "${inputs[@]}")" "$init$bb"
+    "$(checksum "${inputs[@]}")" "$init$bb${8:+ | units $8}"
 }
 
 move_aside() {  # move_aside DIR: rename an outdated experiment to DIR.old<N> (the first free N)
@@ -578,49 +596,123 @@ train_launcher() {  # the command that starts osoup-train: one process, or torch
   echo "python -m torch.distributed.run --nproc-per-node $per_node $rdzv -m osoup.bin.train"
 }
 
+train_one() {  # train_one DIR METHOD LEVELS SEED ASR ST EXTRA INIT UNITS PHASE: one signed, resumable osoup-train run
+  local dir=$1 r=$2 lv=$3 s=$4 e_asr=$5 e_st=$6 extra=$7 init=$8 units=$9 phase=${10} lock sig
+  local lv_opts=() ssl_opts=() dev_opts=() extra_opts=() tail_opts=() launcher=()
+  lock=$(exp_lock 6 "$dir")
+  # Every node of a multi-node run trains the same experiment: one lock per node.
+  if [ "$num_nodes" -gt 1 ]; then lock=$lock.$(hostname); fi
+  take_lock "$lock" "stage 6 of $dir"
+  read -r -a extra_opts <<< "$extra"
+  if [ "$phase" = 2 ]; then  # the second phase: every tensor of phase 1 except the fresh translation heads
+    extra_opts+=(--init-heads true)
+    if [ -n "$e_st" ]; then extra_opts+=(--init-new-heads st); fi
+    tail_opts=("${phase2_arr[@]}")
+  fi
+  sig=$(train_signature "$r" "$lv" "$s" "$e_asr" "$e_st" "${extra_opts[*]}" "$init" "$units") || exit 1
+  if [ "$phase" = 2 ]; then sig="$sig | phase 2 $(printf '%q ' "${tail_opts[@]}")"; fi
+  if is_done "$dir/.train.done" "$sig"; then
+    log "Stage 6: $dir already trained"; release_lock; return 0
+  fi
+  # A killed run of the same signature resumes (--resume: from its last checkpoint, see
+  # --save-every-steps for mid-epoch ones); anything else in the way is moved aside.
+  # (Other nodes of a multi-node run may be writing .train.progress right now: it does not count.)
+  if ! is_done "$dir/.train.progress" "$sig" && [ -d "$dir" ] \
+      && [ -n "$(find "$dir" -mindepth 1 -maxdepth 1 ! -name '.train.progress*' -print -quit)" ]; then
+    if [ "$num_nodes" -gt 1 ]; then
+      log "ERROR: $dir was trained from other options or inputs; move it away before a multi-node run"; exit 1
+    fi
+    move_aside "$dir"
+  fi
+  log "Stage 6: training $dir (method $r${lv:+, levels $lv}, seed $s${extra:+, $extra}${init:+, from $init}${units:+, translation units $units})"
+  mkdir -p "$dir"
+  mark_done "$dir/.train.progress" "$sig"
+  if [ -n "$lv" ]; then lv_opts=(--levels "$lv"); fi
+  if [ ${#ssl_arr[@]} -gt 0 ]; then ssl_opts=(--ssl-sets "${ssl_train_sets[*]}"); fi
+  if [ "$ngpu" -eq 0 ]; then dev_opts=(--device cpu); fi
+  if [ -n "$init" ]; then extra_opts+=(--init-from "$init"); fi
+  if [ -n "$units" ]; then extra_opts+=(--st-units "$units"); fi
+  if [ "$backbone" != conformer ]; then extra_opts+=(--backbone-dir "$backbone_dir"); fi
+  extra_opts+=("${thread_opts[@]}")
+  read -r -a launcher <<< "$(train_launcher "$dir")"
+  log "Stage 6: $num_nodes node(s): ${launcher[*]}"
+  "${launcher[@]}" --config "$train_config" --exp-dir "$dir" --method "$r" "${lv_opts[@]}" --seed "$s" \
+    --asr-langs "$e_asr" --st-langs "$e_st" --dump-dir "$dumpdir" --token-dir "$tokendir" \
+    --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" "${dev_opts[@]}" "${extra_opts[@]}" \
+    --resume "${train_arr[@]}" "${tail_opts[@]}"
+  mark_done "$dir/.train.done" "$sig"
+  rm -f "$dir/.train.progress"
+  release_lock
+}
+
+train_exp() {  # train_exp ENTRY: one experiment of exps; with --st-units-phase2, phase 1 in DIR_phase1, then DIR
+  local dir r lv s e_asr e_st extra units=""
+  IFS='|' read -r dir r lv s e_asr e_st extra <<< "$1"
+  if [ -z "$units2" ]; then
+    train_one "$dir" "$r" "$lv" "$s" "$e_asr" "$e_st" "$extra" "$init_from" "" 0; return
+  fi
+  train_one "${dir}_phase1" "$r" "$lv" "$s" "$e_asr" "$e_st" "$extra" "$init_from" "" 1
+  if [ -n "$e_st" ]; then units=$units2; fi
+  train_one "$dir" "$r" "$lv" "$s" "$e_asr" "$e_st" "$extra" "${dir}_phase1/latest.pt" "$units" 2
+}
+
 if in_stage 6; then
-  for e in "${exps[@]}"; do
-    IFS='|' read -r dir r lv s e_asr e_st extra <<< "$e"
-    lock=$(exp_lock 6 "$dir")
-    # Every node of a multi-node run trains the same experiment: one lock per node.
-    if [ "$num_nodes" -gt 1 ]; then lock=$lock.$(hostname); fi
-    take_lock "$lock" "stage 6 of $dir"
-    sig=$(train_signature "$r" "$lv" "$s" "$e_asr" "$e_st" "$extra") || exit 1
-    if is_done "$dir/.train.done" "$sig"; then
-      log "Stage 6: $dir already trained"; release_lock; continue
-    fi
-    # A killed run of the same signature resumes (--resume: from its last checkpoint, see
-    # --save-every-steps for mid-epoch ones); anything else in the way is moved aside.
-    # (Other nodes of a multi-node run may be writing .train.progress right now: it does not count.)
-    if ! is_done "$dir/.train.progress" "$sig" && [ -d "$dir" ] \
-        && [ -n "$(find "$dir" -mindepth 1 -maxdepth 1 ! -name '.train.progress*' -print -quit)" ]; then
-      if [ "$num_nodes" -gt 1 ]; then
-        log "ERROR: $dir was trained from other options or inputs; move it away before a multi-node run"; exit 1
+  if [ "$train_jobs" -gt 1 ] && { [ "$num_nodes" -gt 1 ] || [ "$ngpu" -gt 1 ] || { [ "$ngpu" -eq 0 ] && [ "$nproc" -gt 1 ]; }; }; then
+    log "ERROR: --train-jobs $train_jobs trains whole experiments side by side: use it with one process per experiment (--ngpu 0 or 1, --nproc 1, --num-nodes 1)"
+    exit 1
+  fi
+  if [ -n "$units2" ]; then  # the second phase's inputs, before the first phase trains anything
+    train_signature x "" 1 "" "" "" "" "$units2" > /dev/null || exit 1
+  fi
+  njobs=$train_jobs
+  if [ "$njobs" -gt ${#exps[@]} ]; then njobs=${#exps[@]}; fi
+  thread_opts=()
+  if [ "$njobs" -le 1 ]; then
+    for e in "${exps[@]}"; do train_exp "$e"; done
+  else
+    # Several experiments at once (--train-jobs), each in the background with its share of the
+    # cores and its output in exp/log/; after a failure no further one starts, Ctrl-C stops them all.
+    cores=$(getconf _NPROCESSORS_ONLN 2> /dev/null || echo 1)
+    thread_opts=(--threads "$(( cores / njobs > 1 ? cores / njobs : 1 ))")
+    mkdir -p exp/log
+    declare -A job_dir=() job_log=()
+    failed=()
+    stop_jobs() {
+      local p
+      for p in "${!job_dir[@]}"; do pkill -TERM -P "$p" 2> /dev/null || true; kill -TERM "$p" 2> /dev/null || true; done
+    }
+    trap 'stop_jobs' EXIT
+    trap 'log "Stage 6: interrupted; stopping the trainings"; exit 130' INT TERM
+    reap() {  # wait for one training job to end
+      local pid="" rc=0
+      wait -n -p pid || rc=$?
+      if [ -z "$pid" ]; then return 0; fi
+      if [ "$rc" -ne 0 ]; then
+        log "ERROR: stage 6: training ${job_dir[$pid]} failed (exit status $rc); the end of its log ${job_log[$pid]}:"
+        tail -n 15 "${job_log[$pid]}" >&2
+        failed+=("${job_dir[$pid]}")
+      else
+        log "Stage 6: ${job_dir[$pid]} done"
       fi
-      move_aside "$dir"
+      unset "job_dir[$pid]" "job_log[$pid]"
+    }
+    for e in "${exps[@]}"; do
+      while [ ${#job_dir[@]} -ge "$njobs" ]; do reap; done
+      if [ ${#failed[@]} -gt 0 ]; then break; fi
+      dir=${e%%|*}
+      lg=${dir#exp/}
+      lg=exp/log/train.${lg//\//-}.log
+      log "Stage 6: training $dir in the background (${thread_opts[*]}); its output: $lg"
+      ( trap - EXIT INT TERM; train_exp "$e" ) > "$lg" 2>&1 &
+      job_dir[$!]=$dir
+      job_log[$!]=$lg
+    done
+    while [ ${#job_dir[@]} -gt 0 ]; do reap; done
+    trap - EXIT INT TERM
+    if [ ${#failed[@]} -gt 0 ]; then
+      log "ERROR: stage 6: ${#failed[@]} training(s) failed: ${failed[*]} (experiments not started yet were skipped)"; exit 1
     fi
-    log "Stage 6: training $dir (method $r${lv:+, levels $lv}, seed $s${extra:+, $extra}${init_from:+, from $init_from})"
-    mkdir -p "$dir"
-    mark_done "$dir/.train.progress" "$sig"
-    lv_opts=()
-    if [ -n "$lv" ]; then lv_opts=(--levels "$lv"); fi
-    ssl_opts=()
-    if [ ${#ssl_arr[@]} -gt 0 ]; then ssl_opts=(--ssl-sets "${ssl_train_sets[*]}"); fi
-    dev_opts=()
-    if [ "$ngpu" -eq 0 ]; then dev_opts=(--device cpu); fi
-    read -r -a extra_opts <<< "$extra"
-    if [ -n "$init_from" ]; then extra_opts+=(--init-from "$init_from"); fi
-    if [ "$backbone" != conformer ]; then extra_opts+=(--backbone-dir "$backbone_dir"); fi
-    read -r -a launcher <<< "$(train_launcher "$dir")"
-    log "Stage 6: $num_nodes node(s): ${launcher[*]}"
-    "${launcher[@]}" --config "$train_config" --exp-dir "$dir" --method "$r" "${lv_opts[@]}" --seed "$s" \
-      --asr-langs "$e_asr" --st-langs "$e_st" --dump-dir "$dumpdir" --token-dir "$tokendir" \
-      --train-split "$train_split" --dev-split "$valid_set" "${ssl_opts[@]}" "${dev_opts[@]}" "${extra_opts[@]}" \
-      --resume "${train_arr[@]}"
-    mark_done "$dir/.train.done" "$sig"
-    rm -f "$dir/.train.progress"
-    release_lock
-  done
+  fi
 fi
 
 if in_stage 7; then

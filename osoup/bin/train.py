@@ -115,6 +115,7 @@ def build_trainer(args: configargparse.Namespace, dist=None):
     specs = build_objectives(
         args.dump_dir, args.token_dir, args.asr_langs.split(), args.st_langs.split(),
         None if args.ssl == "none" else args.ssl, args.ssl_sets.split() or None, args.train_split, args.dev_split,
+        args.st_units,
     )
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     model_conf = build_model_conf(args, specs)

@@ -23,6 +23,7 @@ class DataSettings:
     dev_split: str
     max_frames: int
     max_utts: int
+    st_units: str = ""
 
     def split_name(self, split: str) -> str:
         """The data set name of ``split`` ("train" or "dev")."""
@@ -50,6 +51,7 @@ def resolve_data_settings(
         dev_split=dev_split or cfg.get("dev_split") or "dev",
         max_frames=max_frames or int(cfg.get("max_frames") or 12000),
         max_utts=max_utts or int(cfg.get("max_utts") or 64),
+        st_units=str(cfg.get("st_units") or ""),
     )
 
 

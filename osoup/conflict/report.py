@@ -124,7 +124,7 @@ def analyse_experiment(req: ConflictRequest) -> ConflictReport:
     model, meta = load_experiment_model(exp, req.model, req.device)
     choice = resolve_objectives(meta, model, req.exp_dir, req.asr_langs, req.st_langs, req.ssl)
     specs = build_objectives(ds.dump_dir, ds.token_dir, choice.asr_langs, choice.st_langs, choice.ssl,
-                             ds.ssl_sets or None, ds.train_split, ds.dev_split)
+                             ds.ssl_sets or None, ds.train_split, ds.dev_split, ds.st_units)
     names = [s.name for s in specs]
     log.info("objectives: %s; %s split; %d batches each (max %d frames / %d utts)", " ".join(names), req.split,
              req.num_batches, ds.max_frames, ds.max_utts)

@@ -1,10 +1,11 @@
 """Which objectives a run trains, and where their data and tokenizers live.
 
 Objective names: ``asr_<lang>`` (source-language CTC), ``st_<lang>`` (translation into English,
-CTC over the shared English model ``st_en``) and ``ssl`` (CPC or BEST-RQ on untranscribed audio).
+CTC over the shared English model ``st_en``, or ``st_en_<units>`` with ``st_units``) and ``ssl`` (CPC or BEST-RQ on untranscribed audio).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,10 +41,15 @@ def build_objectives(
     ssl_sets: list[str] | None = None,
     train_split: str = "train",
     dev_split: str = "dev",
+    st_units: str = "",
 ) -> list[ObjectiveSpec]:
     """Objective specs in a fixed order (asr by language, st by language, ssl last), checking
-    that every objective has its data and tokenizer before any training starts."""
+    that every objective has its data and tokenizer before any training starts. ``st_units``
+    names another set of translation targets: ``dump/st_<units>`` and ``st_en_<units>``."""
     dump_dir, token_root = Path(dump_dir), Path(token_root)
+    if st_units and not re.fullmatch(r"[A-Za-z0-9.-]+", st_units):
+        raise DataError(f"--st-units {st_units!r}: give a name of letters, digits, '.' or '-' (e.g. unigram300)")
+    st_dump, st_tok = ("st", "st_en") if not st_units else (f"st_{st_units}", f"st_en_{st_units}")
     specs: list[ObjectiveSpec] = []
     problems: list[str] = []
 
@@ -58,7 +64,7 @@ def build_objectives(
             problems.append(f"objective asr_{lang}: no tokenizer at {tok}/spm.model (stage 5)")
         specs.append(ObjectiveSpec(f"asr_{lang}", "asr", lang, [tr], [dv] if (dv / "feats.scp").is_file() else [], "text", tok))
     for lang in st_langs:
-        tr, dv, tok = dump_dir / "st" / f"{train_split}_{lang}", dump_dir / "st" / f"{dev_split}_{lang}", token_root / "st_en"
+        tr, dv, tok = dump_dir / st_dump / f"{train_split}_{lang}", dump_dir / st_dump / f"{dev_split}_{lang}", token_root / st_tok
         need_dir(tr, f"objective st_{lang}")
         if not (tok / "spm.model").is_file():
             problems.append(f"objective st_{lang}: no English translation tokenizer at {tok}/spm.model (stage 5)")

@@ -82,6 +82,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("ssl", "str", "cpc", "self-supervised objective (cpc: conformer only; w2v2: wav2vec 2.0's contrastive loss, "
        "hf_wav2vec2 with a wav2vec2 checkpoint; docs/backbones.md)", "data", choices=("cpc", "bestrq", "w2v2", "none"),
        config=False),
+    _o("st_units", "str", "", "units of the translation targets: read dump/st_<UNITS> and <token-dir>/st_en_<UNITS> "
+       "(asr.sh --st-units-phase2 writes them, e.g. unigram300); empty: dump/st and st_en", "data", config=False),
     _o("ssl_sets", "str", "", "data sets (under dump/fbank) for SSL; default: every train set", "data", config=False),
     _o("train_split", "str", "train", "name of the training split of the data dirs", "data", config=False),
     _o("dev_split", "str", "dev", "name of the validation split of the data dirs", "data", config=False),
