@@ -81,6 +81,15 @@ def test_train_decode_score_learns(prepared: Path) -> None:
     _run(prepared, "--tiny", "true", "--stage", "6", "--recipe", "vs", "--train-config", "conf/overfit.yaml",
          "--asr-langs", "fr", "--st-langs", "fr", "--test-sets", "train", "--decode-model", "latest.pt")
     exp = prepared / "exp" / "vs"
+    # run.sh's two phases: characters in exp/vs_phase1, then exp/vs with a fresh unigram translation head
+    import yaml
+
+    conf2 = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
+    assert (prepared / "exp" / "vs_phase1" / "latest.pt").is_file()
+    assert conf2["st_units"] == "unigram60" and conf2["init_new_heads"] == "st"
+    assert conf2["init_from"].endswith("exp/vs_phase1/latest.pt")
+    objectives = json.loads((exp / "objectives.json").read_text(encoding="utf-8"))
+    assert objectives["token_dirs"]["st_fr"].endswith("st_en_unigram60")
     res = json.loads((exp / "results.json").read_text(encoding="utf-8"))
     text = json.dumps(res)
     assert (exp / "RESULTS.md").is_file() and (prepared / "exp" / "RESULTS_compare" / "RESULTS.md").is_file()
