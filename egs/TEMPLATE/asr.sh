@@ -683,10 +683,27 @@ if in_stage 6; then
     }
     trap 'stop_jobs' EXIT
     trap 'log "Stage 6: interrupted; stopping the trainings"; exit 130' INT TERM
-    reap() {  # wait for one training job to end
-      local pid="" rc=0
-      wait -n -p pid || rc=$?
-      if [ -z "$pid" ]; then return 0; fi
+    progress_sec=${OSOUP_PROGRESS_SEC:-60}
+    show_progress() {  # one line per running training: its experiment dir and latest progress line
+      local pid d p
+      for pid in "${!job_dir[@]}"; do
+        d=$(sed -n 's/.*Stage 6: training \(exp\/[^ ]*\) (.*/\1/p' "${job_log[$pid]}" | tail -n 1)
+        p=$(sed -n 's/.*INFO: \(epoch [0-9]* step [0-9]*\/[0-9]*\) .*| \(ETA [^|]*\)$/\1, \2/p' "${job_log[$pid]}" | tail -n 1)
+        log "Stage 6: ${d:-${job_dir[$pid]}}: ${p:-starting}"
+      done
+    }
+    reap() {  # wait for one training job to end, showing progress every $progress_sec seconds
+      local pid="" rc=0 p next=$((SECONDS + progress_sec))
+      while [ -z "$pid" ]; do
+        for p in "${!job_dir[@]}"; do
+          if ! pid_running "$p"; then pid=$p; break; fi
+        done
+        if [ -z "$pid" ]; then
+          if [ "$SECONDS" -ge "$next" ]; then show_progress; next=$((SECONDS + progress_sec)); fi
+          sleep 1
+        fi
+      done
+      wait "$pid" || rc=$?
       if [ "$rc" -ne 0 ]; then
         log "ERROR: stage 6: training ${job_dir[$pid]} failed (exit status $rc); the end of its log ${job_log[$pid]}:"
         tail -n 15 "${job_log[$pid]}" >&2
