@@ -519,19 +519,20 @@ def test_train_jobs_trains_experiments_side_by_side(fake_recipe, tmp_path) -> No
     # six experiments, two at a time; the second fails: at most one more starts (if the first
     # ended before it), the rest never do, and the rerun trains exactly the ones not done
     args = [*STAGE6, "--method", "", "--methods", "vs vm:asr>ssl joint", "--train-jobs", "2", "--seeds", "2"]
+    shutil.rmtree(recipe / "exp")
     r = _run(recipe, args, dict(env, TRAIN_FAIL="exp/vs_seed2"))
     assert r.returncode == 1
     assert "training exp/vs_seed2 failed (exit status 5)" in r.stderr and "stand-in training of exp/vs_seed2 fails" in r.stderr
     assert "1 training(s) failed: exp/vs_seed2" in r.stderr
-    done = {d.parent.name for d in (recipe / "exp").glob("*_seed*/.train.done")}
-    assert "vs_seed1" in done and "vs_seed2" not in done and len(done) <= 2
-    assert not (recipe / "exp" / "joint_seed1").exists() and not (recipe / "exp" / "joint_seed2").exists()
+    names = [f"{m}{s}" for m in ("vs", "vm_asr-ssl", "joint") for s in ("", "_seed2")]  # seed 1: no suffix
+    done = {n for n in names if (recipe / "exp" / n / ".train.done").is_file()}
+    assert "vs" in done and "vs_seed2" not in done and len(done) <= 2
+    assert not (recipe / "exp" / "joint").exists() and not (recipe / "exp" / "joint_seed2").exists()
     n = len(_calls(env))
     r = _run(recipe, args, env)
     assert r.returncode == 0, r.stderr[-3000:]
     redone = [c.split("--exp-dir ")[1].split()[0] for c in _calls(env)[n:]]
-    assert sorted(redone) == sorted(f"exp/{m}_seed{s}" for m in ("vs", "vm_asr-ssl", "joint") for s in (1, 2)
-                                    if f"{m}_seed{s}" not in done)
+    assert sorted(redone) == sorted(f"exp/{m}" for m in names if m not in done)
 
     r = _run(recipe, [*STAGE6, "--train-jobs", "2", "--ngpu", "0", "--nproc", "2"], env)
     assert r.returncode == 1 and "--train-jobs 2 trains whole experiments side by side" in r.stderr
@@ -584,3 +585,15 @@ def test_st_units_phase2_trains_two_phases(fake_recipe) -> None:
         assert r.returncode == 1 and msg in r.stderr, r.stderr[-2000:]
     r = _run(recipe, [*STAGE6, "--st-units-phase2", "unigram:300"], env)
     assert r.returncode == 1 and "--st-units-phase2 needs translation languages" in r.stderr
+
+
+def test_more_seeds_reuse_a_finished_run(fake_recipe) -> None:
+    """Seed 1 lives in exp/<method> whatever --seeds is, so --seeds 3 after a one-seed run trains
+    seeds 2 and 3 only, and stages 7-9 see all three."""
+    recipe, env = fake_recipe
+    assert _run(recipe, STAGE6, env).returncode == 0
+    r = _run(recipe, [*STAGE6, "--stop-stage", "9", "--seeds", "3"], env)
+    assert r.returncode == 0 and "Stage 6: exp/vs already trained" in r.stderr, r.stderr[-3000:]
+    assert [c.split("--exp-dir ")[1].split()[0] for c in _calls(env)] == ["exp/vs", "exp/vs_seed2", "exp/vs_seed3"]
+    (results,) = [c for c in _later_calls(env) if c.startswith("osoup-results")]
+    assert "--exps exp/vs exp/vs_seed2 exp/vs_seed3 --labels vs vs vs" in results

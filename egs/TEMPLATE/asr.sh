@@ -17,7 +17,7 @@
 #   3  fbank (or raw 16 kHz waveforms), nj parallel jobs    -> dump/raw/<set>/
 #   4  length/empty-text filter and global CMVN             -> dump/fbank/<set>/, dump/fbank/global_cmvn.json
 #   5  SentencePiece models and CTC-length filter           -> data/token/{asr_<lang>,st_en}/, dump/{asr,st}/<set>/
-#   6  training, one experiment per method and seed          -> exp/<method>[_seed<N>]/
+#   6  training, one experiment per method and seed          -> exp/<method>[_seed<N>]/ (N >= 2)
 #   7  CTC decoding of the test sets with every head         -> exp/<tag>/decode_<search>/<set>/hyp.{asr,st}
 #   8  scoring (WER, CER for zh, BLEU)                       -> exp/<tag>/RESULTS.md, results.json
 #   9  comparison of all methods (tables, radar, trade-off, resources) -> exp/RESULTS_compare/
@@ -89,7 +89,7 @@ init_from=""              # stage 6: initialise every experiment trained now fro
 train_config=conf/train.yaml  # osoup-train YAML config (model size, lr, epochs, penalties ...)
 backbone_dir=""           # local checkpoint dir of a pretrained backbone (stages 5-6); empty: the train config's backbone-dir
 train_opts=""             # extra osoup-train options (words), e.g. "--ssl bestrq --gamma 0.05"
-seeds=1                   # train each method with seeds 1..N (N>1: mean +- std in the comparison)
+seeds=1                   # train each method with seeds 1..N (N>1: mean +- std); seed 1 in exp/<method>, seed N in exp/<method>_seedN, so more seeds reuse a finished run
 phase2_train_opts=""      # with --st-units-phase2: extra osoup-train options of the second phase (words), e.g. "--epochs 4 --step-size 3"
 train_jobs=1              # stage 6: experiments trained at once on this machine (each with --threads cores/N; logs in exp/log/)
 ngpu=1                    # GPUs per node for training; >1: torchrun, one process per GPU (NCCL); 0: CPU
@@ -508,7 +508,7 @@ add_exp() {  # add_exp NAME METHOD LEVELS ASR ST EXTRA LABEL: the experiment and
   local s tag
   for s in $(seq "$seeds"); do
     tag=${exp_tag:+${exp_tag}_}$1
-    if [ "$seeds" -gt 1 ]; then tag=${tag}_seed$s; fi
+    if [ "$s" -gt 1 ]; then tag=${tag}_seed$s; fi
     exps+=("exp/$tag|$2|$3|$s|$4|$5|$6")
     labels+=("$7")
   done
@@ -805,7 +805,6 @@ if in_stage 11; then
     for m in "${soup_arr[@]}"; do
       case $m in single|static_sweep) log "ERROR: --soup-methods: $m is several models, not one"; exit 1 ;; esac
       dir=exp/${exp_tag:+${exp_tag}_}$(method_name "$m")
-      if [ "$seeds" -gt 1 ]; then dir=${dir}_seed1; fi
       if [ ! -f "$dir/$decode_model" ]; then log "ERROR: stage 11 needs $dir/$decode_model: train $m first (stage 6)"; exit 1; fi
       dirs+=("$dir")
     done
