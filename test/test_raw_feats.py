@@ -31,12 +31,21 @@ W2V2_STRIDES = (5, 2, 2, 2, 2, 2, 2)
 
 
 def _w2v2_frames(n: int) -> int:
-    """wav2vec 2.0's CNN, layer by layer: floor((n - kernel) / stride) + 1 while n >= kernel."""
-    for k, s in zip(W2V2_KERNELS, W2V2_STRIDES):
-        if n < k:
-            return 0
-        n = (n - k) // s + 1
-    return n
+    """transformers' own count of wav2vec 2.0's CNN frames (an independent reference; it goes
+    negative below the receptive field, where no frame exists)."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    global _W2V2_REF
+    if _W2V2_REF is None:
+        conf = Wav2Vec2Config(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
+                              conv_dim=(4,) * 7, conv_kernel=W2V2_KERNELS, conv_stride=W2V2_STRIDES,
+                              num_conv_pos_embeddings=2, num_conv_pos_embedding_groups=1)
+        _W2V2_REF = Wav2Vec2Model(conf)
+    return max(0, int(_W2V2_REF._get_feat_extract_output_lengths(torch.tensor(n))))
+
+
+_W2V2_REF = None
 
 
 def _recipe_with_data(tmp: Path, prepared: Path) -> Path:
