@@ -263,11 +263,15 @@ def test_single_trains_one_model_per_objective_and_compares_as_one_row(mini_reci
                "--st-langs", "fr", "--methods", "single", "--train-config", "conf/tiny.yaml", "--ngpu", "0",
                "--resources", "false", "--decode-model", "latest.pt")
     heads = {"single_asr_en": ["asr_en"], "single_asr_fr": ["asr_fr"], "single_st_fr": ["st_fr"]}
-    assert sorted(p.name for p in (recipe / "exp").iterdir() if p.name.startswith("single")) == sorted(heads)
+    # run.sh's two phases: each model's first phase in <name>_phase1
+    assert sorted(p.name for p in (recipe / "exp").iterdir() if p.name.startswith("single")) == sorted(
+        [*heads, *(f"{name}_phase1" for name in heads)])
     for name, own in heads.items():
         exp = recipe / "exp" / name
         meta = json.loads((exp / "objectives.json").read_text(encoding="utf-8"))
         assert meta["objectives"] == [*own, "ssl"] and list(meta["token_dirs"]) == own
+        units = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))["st_units"]
+        assert units == ("unigram60" if own[0].startswith("st") else "")
         decoded = sorted(str(p.relative_to(exp / "decode_greedy")) for p in (exp / "decode_greedy").glob("*/hyp.*"))
         assert decoded == [f"test_{own[0].split('_')[1]}/hyp.{own[0].split('_')[0]}"]  # its own head and sets
     (single,) = json.loads((recipe / "exp" / "RESULTS_compare" / "results.json").read_text(encoding="utf-8"))["methods"]

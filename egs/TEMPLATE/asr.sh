@@ -720,7 +720,7 @@ if in_stage 6; then
       lg=${dir#exp/}
       lg=exp/log/train.${lg//\//-}.log
       log "Stage 6: training $dir in the background (${thread_opts[*]}); its output: $lg"
-      ( trap - EXIT INT TERM; train_exp "$e" ) > "$lg" 2>&1 &
+      ( trap - EXIT INT TERM; train_exp "$e" ) >> "$lg" 2>&1 &
       job_dir[$!]=$dir
       job_log[$!]=$lg
     done
