@@ -126,6 +126,7 @@ while [ $# -gt 0 ]; do
   fi
   shift
 done
+if [ -n "${TRAIN_PIDS:-}" ]; then echo "$$" >> "$TRAIN_PIDS"; fi
 if [ -n "${TRAIN_SLEEP:-}" ]; then
   echo "2026-12-03 08:00:00,000 (progress:110) INFO: epoch 1 step 5/10 | loss=1.0 | ETA 7s" >&2; sleep "$TRAIN_SLEEP"
 fi
@@ -597,3 +598,30 @@ def test_more_seeds_reuse_a_finished_run(fake_recipe) -> None:
     assert [c.split("--exp-dir ")[1].split()[0] for c in _calls(env)] == ["exp/vs", "exp/vs_seed2", "exp/vs_seed3"]
     (results,) = [c for c in _later_calls(env) if c.startswith("osoup-results")]
     assert "--exps exp/vs exp/vs_seed2 exp/vs_seed3 --labels vs vs vs" in results
+
+
+def test_interrupt_stops_side_by_side_trainings(fake_recipe, tmp_path) -> None:
+    """SIGINT to the stage script (Ctrl-C) stops every background training it started."""
+    recipe, env = fake_recipe
+    pids = tmp_path / "pids"
+    args = ["bash", *[*STAGE6, "--method", "", "--methods", "vs joint", "--train-jobs", "2"]]
+    proc = subprocess.Popen(args, cwd=recipe, env=dict(env, TRAIN_SLEEP="60", TRAIN_PIDS=str(pids)),
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and time.time() < deadline:
+        time.sleep(0.1)
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2
+    proc.send_signal(2)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted; stopping the trainings" in err, err[-2000:]
+    def running(pid: int) -> bool:  # a zombie (nobody reaps orphans under some containers' PID 1) is gone
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] not in "ZX"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.time() + 10
+    while any(running(p) for p in started) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(running(p) for p in started)
