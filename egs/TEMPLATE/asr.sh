@@ -685,11 +685,13 @@ if in_stage 6; then
     trap 'log "Stage 6: interrupted; stopping the trainings"; exit 130' INT TERM
     progress_sec=${OSOUP_PROGRESS_SEC:-60}
     show_progress() {  # one line per running training: its experiment dir and latest progress line
-      local pid d p
-      for pid in "${!job_dir[@]}"; do
-        d=$(sed -n 's/.*Stage 6: training \(exp\/[^ ]*\) (.*/\1/p' "${job_log[$pid]}" | tail -n 1)
-        p=$(sed -n 's/.*INFO: \(epoch [0-9]* step [0-9]*\/[0-9]*\) .*| \(ETA [^|]*\)$/\1, \2/p' "${job_log[$pid]}" | tail -n 1)
-        log "Stage 6: ${d:-${job_dir[$pid]}}: ${p:-starting}"
+      local pid
+      for pid in "${!job_dir[@]}"; do  # the last "training DIR" line, and the progress after it
+        log "Stage 6: $(awk -v dir="${job_dir[$pid]}" '
+          match($0, /Stage 6: training exp\/[^ ]*/) { dir = substr($0, RSTART + 18, RLENGTH - 18); p = "" }
+          match($0, /INFO: epoch [0-9]+ step [0-9]+\/[0-9]+ /) { p = substr($0, RSTART + 6, RLENGTH - 7)
+            if (match($0, /ETA [^|]*$/)) p = p ", " substr($0, RSTART) }
+          END { print dir ": " (p == "" ? "starting" : p) }' "${job_log[$pid]}")"
       done
     }
     reap() {  # wait for one training job to end, showing progress every $progress_sec seconds
