@@ -1,7 +1,8 @@
 """Which objectives a run trains, and where their data and tokenizers live.
 
 Objective names: ``asr_<lang>`` (source-language CTC), ``st_<lang>`` (translation into English,
-CTC over the shared English model ``st_en``, or ``st_en_<units>`` with ``st_units``) and ``ssl`` (CPC or BEST-RQ on untranscribed audio).
+CTC over the shared English model ``st_en``, or ``st_en_<units>`` with ``st_units``) and
+``ssl`` (CPC or BEST-RQ on untranscribed audio).
 """
 from __future__ import annotations
 

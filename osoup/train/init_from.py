@@ -5,9 +5,10 @@ output layer and frozen quantizer, which pre-training trains together with θ) c
 file; the CTC heads (``heads.<name>.*``) too with ``--init-heads true``, for the heads both
 models have, except those named by ``--init-new-heads`` (objective ``st_es`` or task ``st``),
 which start fresh: e.g. a translation head whose units changed. The CMVN statistics stay this
-run's own (they come from its recipe's data). A tensor whose shape differs is refused (one error naming the file and the tensor); a backbone
-tensor absent from the file is refused too (the backbone would be half initialised). Every
-other difference is reported, not hidden: ``test/test_baselines.py``.
+run's own (they come from its recipe's data). A tensor whose shape differs is refused (one
+error naming the file and the tensor); a backbone tensor absent from the file is refused too
+(the backbone would be half initialised). Every other difference is reported, not hidden:
+``test/test_baselines.py``.
 """
 from __future__ import annotations
 
