@@ -601,7 +601,8 @@ def test_more_seeds_reuse_a_finished_run(fake_recipe) -> None:
 
 
 def test_interrupt_stops_side_by_side_trainings(fake_recipe, tmp_path) -> None:
-    """SIGINT to the stage script (Ctrl-C) stops every background training it started."""
+    """SIGTERM to the stage script (the trap also takes Ctrl-C's SIGINT, which a shell started in the
+    background ignores, as CI may start us) stops every background training it started."""
     recipe, env = fake_recipe
     pids = tmp_path / "pids"
     args = ["bash", *[*STAGE6, "--method", "", "--methods", "vs joint", "--train-jobs", "2"]]
@@ -612,7 +613,7 @@ def test_interrupt_stops_side_by_side_trainings(fake_recipe, tmp_path) -> None:
         time.sleep(0.1)
     started = [int(p) for p in pids.read_text().split()]
     assert len(started) == 2
-    proc.send_signal(2)
+    proc.send_signal(15)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted; stopping the trainings" in err, err[-2000:]
     def running(pid: int) -> bool:  # a zombie (nobody reaps orphans under some containers' PID 1) is gone
