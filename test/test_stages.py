@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -613,7 +614,7 @@ def test_interrupt_stops_side_by_side_trainings(fake_recipe, tmp_path) -> None:
         time.sleep(0.1)
     started = [int(p) for p in pids.read_text().split()]
     assert len(started) == 2
-    proc.send_signal(15)
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "interrupted; stopping the trainings" in err, err[-2000:]
     def running(pid: int) -> bool:  # a zombie (nobody reaps orphans under some containers' PID 1) is gone
