@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Mini recipe: a synthetic corpus (stage 0, espeak-ng speech from our own grammar) run through
-# the CoVoST 2 pipeline, small enough for a 2-core CPU. Default: ASR en es, S2TT es->en, BEST-RQ.
+# the CoVoST 2 pipeline, small enough for a 2-core CPU. Default: ASR en es fr, S2TT es fr -> en,
+# BEST-RQ.
 #   ./run.sh [--utts-per-lang N] [--seed S] [--tiny true] [--asr-langs L] [--st-langs L]
 #            [--max-speech-sec S] [--snr "LOW HIGH"] [--backbone conformer|tiny_w2v2]
 #            [--st-units-phase2 TYPE:SIZE|none] [any option of ../TEMPLATE/asr.sh]
@@ -18,8 +19,8 @@ set -euo pipefail
 utts_per_lang=""    # synthetic utterances per language, all splits (default: 1000; 20 if tiny)
 seed=1              # corpus seed
 tiny=false          # true: a small 6-language corpus and small vocabularies, for tests
-asr_langs=""        # default: "en es" ("en fr de es ca zh" if tiny)
-st_langs=""         # default: "es" ("fr de es ca" if tiny)
+asr_langs=""        # default: "en es fr" ("en fr de es ca zh" if tiny)
+st_langs=""         # default: "es fr" ("fr de es ca" if tiny)
 max_speech_sec=""   # longest planned sentence, estimated seconds of speech (default: 2.8; 4.6 if tiny)
 snr=""              # noise SNR range in dB (default: "15 35"; "10 30" if tiny)
 backbone=conformer  # conformer: from scratch on fbank; tiny_w2v2: a tiny wav2vec 2.0 on raw waveforms
@@ -53,8 +54,8 @@ if [ "$tiny" = true ]; then
   tiny_opts=(--nj 2 --asr-vocab-size 40 --asr-vocab-sizes "zh:100" --st-vocab-size 60)
 fi
 utts_per_lang=${utts_per_lang:-1000}
-asr_langs=${asr_langs:-"en es"}
-st_langs=${st_langs:-"es"}
+asr_langs=${asr_langs:-"en es fr"}
+st_langs=${st_langs:-"es fr"}
 max_speech_sec=${max_speech_sec:-2.8}
 snr=${snr:-"15 35"}
 case $backbone in
