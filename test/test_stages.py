@@ -564,6 +564,7 @@ def test_st_units_phase2_trains_two_phases(fake_recipe) -> None:
     one, two = _calls(env)
     assert "--exp-dir exp/vs_phase1 " in one and "--st-units" not in one and "--init-from" not in one
     assert one.endswith("--resume --epochs 8")
+    assert "--dev-every 0" in one and "--dev-every" not in two  # phase 1 passes latest.pt on
     assert "--exp-dir exp/vs " in two and "--init-heads true --init-new-heads st --init-from exp/vs_phase1/latest.pt" in two
     assert "--st-units unigram300" in two and two.endswith("--resume --epochs 8 --epochs 4")
     r = _run(recipe, [*args, "--train-opts", "--epochs 8"], env)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from osoup.bin import train as train_bin
+from osoup.fileio import DataError
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +94,28 @@ def test_peft_trains_one_head_set_at_a_time_on_a_frozen_backbone(mini_recipe, tm
     assert resumed["history"] == summary["history"]
     ref, again = torch.load(tmp_path / "reference.pt", weights_only=False), _model(exp, "checkpoint.3.pt")
     assert all(torch.equal(ref["model"][k], again[k]) for k in again)
+
+
+def test_dev_every_evaluates_fewer_epochs_and_trains_the_same_model(mini_recipe, tmp_path, monkeypatch, caplog):
+    """--dev-every 2: dev losses after every 2nd epoch of a phase and after its last (history,
+    best.pt among those only); skipping evaluations leaves the trained model bit for bit as
+    with --dev-every 1; the plateau schedule, which reads every epoch's score, refuses it."""
+    opts = ("--method", "two_stage", "--pretrain-epochs", "1", "--finetune-epochs", "3")
+    every, _ = _train(mini_recipe, tmp_path / "every", monkeypatch, caplog, *opts)
+    sparse, _ = _train(mini_recipe, tmp_path / "sparse", monkeypatch, caplog, *opts, "--dev-every", "2")
+    assert [h["epoch"] for h in every["history"]] == [1, 2, 3, 4]
+    assert [(h["epoch"], h["phase"]) for h in sparse["history"]] == [
+        (1, "pretrain-ssl"), (3, "finetune-mean"), (4, "finetune-mean")]  # phase epochs 1 | 2, 3 of 3
+    assert "epoch 2 (finetune-mean) done; no dev evaluation after it (--dev-every 2)" in caplog.text
+    assert [h["dev"] for h in sparse["history"]] == [h["dev"] for h in every["history"] if h["epoch"] != 2]
+    assert torch.load(tmp_path / "sparse" / "best.pt", weights_only=False)["epoch"] in (3, 4)
+    a, b = _model(tmp_path / "every", "latest.pt"), _model(tmp_path / "sparse", "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    only_last, _ = _train(mini_recipe, tmp_path / "last", monkeypatch, caplog, *opts, "--dev-every", "0")
+    assert [h["epoch"] for h in only_last["history"]] == [1, 4]
+
+    monkeypatch.chdir(mini_recipe)
+    with pytest.raises(DataError, match=r"--dev-every 2 \(command line\): --scheduler plateau \(command line\) "
+                                        r"reads the dev score after every epoch"):
+        train_bin.parse_args(["--exp-dir", str(tmp_path / "p"), *BASE, *opts, "--scheduler", "plateau",
+                              "--dev-every", "2"])

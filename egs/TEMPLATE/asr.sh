@@ -611,6 +611,9 @@ train_one() {  # train_one DIR METHOD LEVELS SEED ASR ST EXTRA INIT UNITS PHASE:
   fi
   sig=$(train_signature "$r" "$lv" "$s" "$e_asr" "$e_st" "${extra_opts[*]}" "$init" "$units") || exit 1
   if [ "$phase" = 2 ]; then sig="$sig | phase 2 $(printf '%q ' "${tail_opts[@]}")"; fi
+  # Phase 1 passes latest.pt on: one dev evaluation at its end is enough (not in the signature:
+  # it does not change the model).
+  if [ "$phase" = 1 ]; then extra_opts+=(--dev-every 0); fi
   if is_done "$dir/.train.done" "$sig"; then
     log "Stage 6: $dir already trained"; release_lock; return 0
   fi

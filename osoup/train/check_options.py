@@ -19,7 +19,7 @@ from osoup.fileio import DataError
 from osoup.moo import parse_levels
 from osoup.nets.model import SSL_OBJECTIVE
 from osoup.train.options import BY_NAME, OPTIONS, Option, add_options, config_keys, convert, violates
-from osoup.train.phases import plan_phases, task_group
+from osoup.train.phases import PHASED_METHODS, plan_phases, task_group
 
 
 def _config_path(argv: Sequence[str]) -> str | None:
@@ -214,6 +214,16 @@ def _check_num_workers(args: argparse.Namespace, origins: Origins) -> None:
         raise _bad(BY_NAME["num_workers"], args.num_workers, origins.of("num_workers"), str(e)) from None
 
 
+def _check_dev_every(args: argparse.Namespace, origins: Origins) -> None:
+    """The plateau schedule steps on every epoch's dev score: it needs --dev-every 1."""
+    plateau = [n for n in ("scheduler", "pretrain_scheduler") if getattr(args, n) == "plateau"
+               and (n == "scheduler" or args.method in PHASED_METHODS)]
+    if args.dev_every != 1 and plateau:
+        raise _bad(BY_NAME["dev_every"], args.dev_every, origins.of("dev_every"),
+                   f"--{plateau[0].replace('_', '-')} plateau ({origins.of(plateau[0])}) reads the dev score "
+                   f"after every epoch: use --dev-every 1 or another schedule")
+
+
 def check_options(args: argparse.Namespace, argv: Sequence[str]) -> list[str]:
     """Convert and check the parsed ``args`` of ``argv`` in place (before any data is read).
     Returns warnings to log; raises DataError on the first problem."""
@@ -225,4 +235,5 @@ def check_options(args: argparse.Namespace, argv: Sequence[str]) -> list[str]:
     _check_moo_layers(args, origins)
     warnings += _check_objectives(args, origins)
     _check_init_from(args, origins)
+    _check_dev_every(args, origins)
     return warnings

@@ -195,6 +195,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("log_interval", "int", 10, "steps between progress lines", "run", at_least=1),
     _o("max_skips", "int", 10, "a step with a non-finite loss or gradient is skipped; stop after this many in a row",
        "run", at_least=1),
+    _o("dev_every", "int", 1, "evaluate the dev set every N epochs of a phase and after its last epoch (0: after "
+       "the last epoch only); best.pt is chosen among the evaluated epochs, and --scheduler plateau needs 1",
+       "run", at_least=0),
     _o("save_every_steps", "int", 0, "also write latest.pt every N steps (0: at the end of each epoch only)", "run",
        at_least=0),
     _o("device", "str", "auto", "auto (cuda if available), cpu, cuda, cuda:1 ...", "run"),

@@ -29,7 +29,7 @@ _COUNTERS = ("global_epoch", "phase_idx", "phase_epoch", "step_in_phase", "best_
 @dataclass
 class TrainState:
     """Counters over the whole run: epochs finished (``global_epoch``), the current phase and
-    its epoch and step, the best dev score of the last phase, one history record per epoch,
+    its epoch and step, the best dev score of the last phase, one history record per evaluated epoch,
     skipped steps (in total and in a row), and the fp16 loss scale."""
 
     global_epoch: int = 0

@@ -222,22 +222,30 @@ class Trainer:
         """Dev losses, learning-rate schedules, history, best.pt (last phase only: earlier
         phases always pass their model on) and the epoch checkpoint."""
         c, st = self.cfg, self.state
-        dev = dev_losses(self.model, self.data.dev_sets, phase.objectives, c.max_frames, c.max_utts, self.device)
-        score = dev_score(dev)
+        epoch = st.phase_epoch + 1  # of this phase, 1-based
+        evaluate = epoch == phase.epochs or (c.dev_every > 0 and epoch % c.dev_every == 0)
+        dev, score = {}, math.inf
+        if evaluate:
+            dev = dev_losses(self.model, self.data.dev_sets, phase.objectives, c.max_frames, c.max_utts, self.device)
+            score = dev_score(dev)
         for sch in setup.schedulers():
             if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                sch.step(score)
+                sch.step(score)  # check_options: --dev-every 1, so every epoch has its score
             else:
                 sch.step()
         st.phase_epoch += 1
         st.global_epoch += 1
-        st.history.append({"epoch": st.global_epoch, "phase": phase.name, "dev": dev, "dev_score": score})
-        log.info("epoch %d (%s) dev losses: %s", st.global_epoch, phase.name,
-                 " ".join(f"{k}={v:.3f}" for k, v in dev.items()))
-        if self.dist.is_main:
-            self.tb.scalars({f"dev/{k}": v for k, v in dev.items()}, st.global_epoch)
+        if not evaluate:
+            log.info("epoch %d (%s) done; no dev evaluation after it (--dev-every %d)", st.global_epoch,
+                     phase.name, c.dev_every)
+        else:
+            st.history.append({"epoch": st.global_epoch, "phase": phase.name, "dev": dev, "dev_score": score})
+            log.info("epoch %d (%s) dev losses: %s", st.global_epoch, phase.name,
+                     " ".join(f"{k}={v:.3f}" for k, v in dev.items()))
+            if self.dist.is_main:
+                self.tb.scalars({f"dev/{k}": v for k, v in dev.items()}, st.global_epoch)
         is_last_phase = st.phase_idx == len(self.phases) - 1
-        if is_last_phase and score < st.best_dev and math.isfinite(score):
+        if evaluate and is_last_phase and score < st.best_dev and math.isfinite(score):
             st.best_dev = score
             if self.dist.is_main:
                 save_atomic({"model": self.model.state_dict(), "model_conf": self.model_conf,
