@@ -77,7 +77,8 @@ esac
 if [ "$st_units_phase2" = default ]; then st_units_phase2=unigram:300; fi
 phase_opts=()
 if [ "$st_units_phase2" != none ]; then
-  phase_opts=(--st-units-phase2 "$st_units_phase2" --phase2-train-opts "--epochs 4 --step-size 3")
+  # Phase 2's heads learn at 4x phase 1's rate (chosen on dev: egs/mini_soup/README.md, "Phase 2's levers").
+  phase_opts=(--st-units-phase2 "$st_units_phase2" --phase2-train-opts "--epochs 4 --step-size 3 --lr-heads 1.2e-2")
 fi
 
 # asr.sh passes the languages to local/make_corpus.sh and local/data.sh itself.
