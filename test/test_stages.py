@@ -552,6 +552,7 @@ def test_st_units_phase2_trains_two_phases(fake_recipe) -> None:
     then DIR starts from phase 1's latest.pt with fresh translation heads over the new units and
     --phase2-train-opts last; a change of phase-2 options retrains phase 2 only."""
     recipe, env = fake_recipe
+    (recipe / "conf" / "train.yaml").write_text("epochs: 1\nscheduler: step\n", encoding="utf-8")
     _add_markers(recipe, *ST_MARKERS)
     args = [str(ASR_SH), "--asr-langs", "en", "--st-langs", "en", "--stage", "6", "--stop-stage", "6", "--ngpu", "0",
             "--methods", "vs", "--st-units-phase2", "unigram:300", "--phase2-train-opts", "--epochs 4"]
@@ -588,6 +589,26 @@ def test_st_units_phase2_trains_two_phases(fake_recipe) -> None:
         assert r.returncode == 1 and msg in r.stderr, r.stderr[-2000:]
     r = _run(recipe, [*STAGE6, "--st-units-phase2", "unigram:300"], env)
     assert r.returncode == 1 and "--st-units-phase2 needs translation languages" in r.stderr
+
+
+def test_st_units_phase2_keeps_every_dev_evaluation_for_a_plateau_schedule(fake_recipe) -> None:
+    """Phase 1 evaluates dev only at its end (--dev-every 0) unless its schedule is plateau,
+    osoup-train's default, which reads every epoch's dev score: then it gets no --dev-every."""
+    recipe, env = fake_recipe
+    _add_markers(recipe, *ST_MARKERS, *UNIT_MARKERS)
+    args = [str(ASR_SH), "--asr-langs", "en", "--st-langs", "en", "--stage", "6", "--stop-stage", "6", "--ngpu", "0",
+            "--methods", "vs", "--st-units-phase2", "unigram:300"]
+    r = _run(recipe, args, env)  # conf/train.yaml sets no scheduler: plateau
+    assert r.returncode == 0, r.stderr[-3000:]
+    (recipe / "conf" / "train.yaml").write_text("epochs: 1\nscheduler: step\n", encoding="utf-8")
+    r = _run(recipe, [*args, "--train-opts", "--scheduler plateau"], env)  # the command line wins
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = _run(recipe, args, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    phase1 = [c for c in _calls(env) if "--exp-dir exp/vs_phase1 " in c]
+    assert len(phase1) == 3
+    assert ["--dev-every 0" in c for c in phase1] == [False, False, True]
+    assert not any("--dev-every" in c for c in _calls(env) if "--exp-dir exp/vs " in c)
 
 
 def test_more_seeds_reuse_a_finished_run(fake_recipe) -> None:

@@ -597,7 +597,7 @@ train_launcher() {  # the command that starts osoup-train: one process, or torch
 }
 
 train_one() {  # train_one DIR METHOD LEVELS SEED ASR ST EXTRA INIT UNITS PHASE: one signed, resumable osoup-train run
-  local dir=$1 r=$2 lv=$3 s=$4 e_asr=$5 e_st=$6 extra=$7 init=$8 units=$9 phase=${10} lock sig
+  local dir=$1 r=$2 lv=$3 s=$4 e_asr=$5 e_st=$6 extra=$7 init=$8 units=$9 phase=${10} lock sig sched
   local lv_opts=() ssl_opts=() dev_opts=() extra_opts=() tail_opts=() launcher=()
   lock=$(exp_lock 6 "$dir")
   # Every node of a multi-node run trains the same experiment: one lock per node.
@@ -612,8 +612,14 @@ train_one() {  # train_one DIR METHOD LEVELS SEED ASR ST EXTRA INIT UNITS PHASE:
   sig=$(train_signature "$r" "$lv" "$s" "$e_asr" "$e_st" "${extra_opts[*]}" "$init" "$units") || exit 1
   if [ "$phase" = 2 ]; then sig="$sig | phase 2 $(printf '%q ' "${tail_opts[@]}")"; fi
   # Phase 1 passes latest.pt on: one dev evaluation at its end is enough (not in the signature:
-  # it does not change the model).
-  if [ "$phase" = 1 ]; then extra_opts+=(--dev-every 0); fi
+  # it does not change the model), unless a plateau schedule (osoup-train's default) reads every
+  # epoch's dev score.
+  if [ "$phase" = 1 ]; then
+    sched=$(train_value scheduler)
+    if [ "${sched:-plateau}" != plateau ] && [ "$(train_value pretrain-scheduler)" != plateau ]; then
+      extra_opts+=(--dev-every 0)
+    fi
+  fi
   if is_done "$dir/.train.done" "$sig"; then
     log "Stage 6: $dir already trained"; release_lock; return 0
   fi

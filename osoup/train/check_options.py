@@ -19,7 +19,7 @@ from osoup.fileio import DataError
 from osoup.moo import parse_levels
 from osoup.nets.model import SSL_OBJECTIVE
 from osoup.train.options import BY_NAME, OPTIONS, Option, add_options, config_keys, convert, violates
-from osoup.train.phases import PHASED_METHODS, plan_phases, task_group
+from osoup.train.phases import plan_phases, task_group
 
 
 def _config_path(argv: Sequence[str]) -> str | None:
@@ -217,7 +217,7 @@ def _check_num_workers(args: argparse.Namespace, origins: Origins) -> None:
 def _check_dev_every(args: argparse.Namespace, origins: Origins) -> None:
     """The plateau schedule steps on every epoch's dev score: it needs --dev-every 1."""
     plateau = [n for n in ("scheduler", "pretrain_scheduler") if getattr(args, n) == "plateau"
-               and (n == "scheduler" or args.method in PHASED_METHODS)]
+               and (BY_NAME[n].methods is None or args.method in BY_NAME[n].methods)]
     if args.dev_every != 1 and plateau:
         raise _bad(BY_NAME["dev_every"], args.dev_every, origins.of("dev_every"),
                    f"--{plateau[0].replace('_', '-')} plateau ({origins.of(plateau[0])}) reads the dev score "
