@@ -9,8 +9,8 @@
 #   gpu_tests           pytest -m gpu test/test_gpu.py (device placement, no host sync in
 #                       Soup.step, bf16/fp16 training of the tiny model, 2-rank equivalence)
 #   bench_moo_step      bench/bench_moo_step.py --size 100m: baseline, batched_joint, joint,
-#                       vs (modo_vs), vm, vm_sel; bf16 autocast, bf16 per-objective buffers,
-#                       with a torch.profiler summary per method
+#                       vs (modo_vs), vm, vm_sel; bf16 autocast, bf16 per-objective buffers
+#   bench_profile       a torch.profiler summary of one batched_joint and one vm step
 #   bench_fp32_buffers  batched_joint, vs and vm_sel with fp32 buffers (memory), no profile
 #   distributed         2 ranks vs one process on the union batch through the Soup: NCCL on
 #                       2 GPUs, else gloo with both ranks on the one GPU
@@ -91,6 +91,7 @@ if $dry_run; then
   bench_amp=none
   profile=()
   bench_methods=batched_joint,modo_vs,vm_sel  # one plain, one Soup, one layer-selection worker
+  profile_methods=batched_joint,vm
   fp32_methods=batched_joint,modo_vs
   dist_device=cpu
 else
@@ -104,6 +105,7 @@ else
   bench_amp=bf16
   profile=(--profile)
   bench_methods=baseline,batched_joint,joint,modo_vs,vm,vm_sel
+  profile_methods=batched_joint,vm
   fp32_methods=batched_joint,modo_vs,vm_sel
   dist_device=cuda
 fi
@@ -116,8 +118,12 @@ run_step gpu_tests 150 env OSOUP_GPU_CHECK_DEVICE=cuda \
   "$python" -m pytest -q -rs -m gpu test/test_gpu.py -p no:cacheprovider --junitxml "$out/gpu_tests.xml"
 
 run_step bench_moo_step 200 "$python" bench/bench_moo_step.py "${bench_size[@]}" \
-  --methods "$bench_methods" --moo-buffer-dtype bf16 --amp "$bench_amp" "${profile[@]}" \
-  --json "$out/bench_moo_step.json"
+  --methods "$bench_methods" --moo-buffer-dtype bf16 --amp "$bench_amp" --json "$out/bench_moo_step.json"
+
+# The profiles get a step of their own: one profiled 100m step of a 10-objective method takes
+# 20-30 s to tabulate, and with all six methods the timed step ran past its limit (2026-12-04).
+run_step bench_profile 90 "$python" bench/bench_moo_step.py "${bench_size[@]}" --repeats 1 --warmup 1 \
+  --methods "$profile_methods" --moo-buffer-dtype bf16 --amp "$bench_amp" "${profile[@]}"
 
 run_step distributed 90 env OSOUP_GPU_CHECK_DEVICE="$dist_device" \
   "$python" -m pytest -q -rs test/test_gpu.py -k two_ranks -p no:cacheprovider

@@ -196,7 +196,7 @@ def test_gpu_check_dry_run(tmp_path):
                           capture_output=True, text=True, timeout=290)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = (out / "summary.txt").read_text(encoding="utf-8")
-    for step in ("gpu_tests", "bench_moo_step", "distributed", "bench_input", "bench_encoder"):
+    for step in ("gpu_tests", "bench_moo_step", "bench_profile", "distributed", "bench_input", "bench_encoder"):
         assert f"{step}: " in summary, summary
     assert "FAILED" not in summary, summary
     assert (out / "bench_moo_step.json").is_file()
