@@ -14,7 +14,9 @@ the method labelled ``--bootstrap-ref`` (default ``joint``, when there is one) b
 resampling of the test utterances, read back from the hypothesis and reference files each
 results.json names. RESULTS.md marks significantly better (*) and worse (‡) cells and lists each
 difference with its 95% interval; the plots draw significant points filled
-(``osoup.score.significance``, ``docs/results.md``).
+(``osoup.score.significance``, ``docs/results.md``). When the reference and another method both
+have two seeds or more, RESULTS.md also gives Welch's t-test of their per-seed values
+(``osoup.score.seeds``): whether training again would differ, which the bootstrap does not ask.
 
 With ``--resources`` it also measures what deploying each method costs (the paper's Table 9:
 parameters, packed size, load time, decoding real-time factor) and writes ``RESOURCES.md`` and

@@ -105,6 +105,15 @@ class Method:
         return {lang: e["metric"] for r in self.replicas for lang, e in r.asr.items()}
 
 
+def comparison_measures(methods: list[Method]) -> list[str]:
+    """The measures a comparison reports: ASR in each language's own unit, ASR CER of every
+    language only when some language is scored by word, and S2TT BLEU."""
+    measures = ["asr"]
+    if any(metric == "wer" for m in methods for metric in m.asr_metric.values()):
+        measures.append("asr_cer")
+    return measures + ["st"]
+
+
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single value)."""
     if len(values) == 1:

@@ -17,7 +17,8 @@ from osoup.fileio import DataError, atomic_write
 from osoup.score.comparison import Method, summary
 from osoup.score.plots import radar_plot, tradeoff_plot
 from osoup.score.scoring import split_averages
-from osoup.score.significance import Significance
+from osoup.score.seeds import seed_tests, seed_tests_json
+from osoup.score.significance import DEFAULT_REFERENCE, Significance
 from osoup.score.tables import comparison_markdown, format_exp_markdown
 
 
@@ -69,14 +70,19 @@ def load_results(path: str | Path) -> dict:
 def write_comparison(methods: list[Method], out_dir: str | Path, split: str = "test",
                      significance: Significance | None = None) -> dict[str, Path]:
     """RESULTS.md, results.json, radar.png and tradeoff.png into ``out_dir`` (a plot that has
-    nothing to show is not written), with the paired significance where given."""
+    nothing to show is not written), with the paired significance where given and the
+    between-seed test (:mod:`osoup.score.seeds`) where methods have two seeds or more."""
     out_dir = Path(out_dir)
     written = {"md": out_dir / "RESULTS.md", "json": out_dir / "results.json"}
+    reference = significance.reference if significance is not None else DEFAULT_REFERENCE
+    seeds = seed_tests(methods, reference)
     with atomic_write(written["md"]) as f:
-        f.write(comparison_markdown(methods, split, significance))
+        f.write(comparison_markdown(methods, split, significance, seeds, reference))
     data = summary(methods, split)
     if significance is not None:
         data["significance"] = significance.to_json()
+    if seeds:
+        data["seed_test"] = seed_tests_json(reference, seeds)
     _write_json(written["json"], data)
     for key, fn in (("radar", radar_plot), ("tradeoff", tradeoff_plot)):
         p = fn(methods, out_dir / f"{key}.png", significance)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import statistics
 
 from osoup.score.bootstrap import MARK_BETTER, MARK_WORSE, Delta
-from osoup.score.comparison import Method, mean_std
+from osoup.score.comparison import Method, comparison_measures, mean_std
 from osoup.score.langs import lang_label, sort_langs
 from osoup.score.scoring import select_sets
+from osoup.score.seeds import ALPHA as SEED_ALPHA
+from osoup.score.seeds import TEST as SEED_TEST
+from osoup.score.seeds import SeedTest
 from osoup.score.significance import AVE, TEST, Significance
 
 EXP_NOTE = ("WER/CER: corpus level (total errors / total reference words or characters); the "
@@ -157,6 +160,26 @@ def _delta_cell(d: Delta | None) -> str:
     return "–" if d is None else f"{d.observed:+.1f} [{d.low:+.1f}, {d.high:+.1f}]" + (f" {d.mark}" if d.mark else "")
 
 
+def _difference_tables(methods: list[Method], measures: list[str], reference: str, keys, cell) -> list[str]:
+    """Per measure, one table of each method's difference to ``reference``: rows are the languages
+    of ``keys`` ((measure, label, lang | AVE) tuples) and their average, cells ``cell(measure, label, lang)``."""
+    others = [m for m in methods if m.label != reference]
+    lines: list[str] = []
+    for measure in measures:
+        langs = sort_langs(lang for (ms, _, lang) in keys if ms == measure and lang != AVE)
+        if not langs:
+            continue
+        lines += [_measure_title(methods, measure).replace("## ", "### Difference to " + reference + ": ", 1), "",
+                  f"| {'Lang→En' if measure == 'st' else 'Lang'} | " + " | ".join(m.label for m in others) + " |",
+                  "|---|" + "---:|" * len(others)]
+        ave = [AVE] if any((measure, m.label, AVE) in keys for m in others) else []
+        for lang in langs + ave:
+            name = "Ave." if lang == AVE else lang_label(lang, measure)
+            lines.append(f"| {name} | " + " | ".join(cell(measure, m.label, lang) for m in others) + " |")
+        lines.append("")
+    return lines
+
+
 def significance_markdown(methods: list[Method], measures: list[str], sig: Significance | None) -> list[str]:
     """The legend of the significance marks and, per measure, each method's difference to the
     reference with its 95% interval (:mod:`osoup.score.significance`); nothing without ``sig``."""
@@ -171,30 +194,37 @@ def significance_markdown(methods: list[Method], measures: list[str], sig: Signi
              f"{sig.reference}, {MARK_WORSE}: significantly worse (the interval excludes 0). Seed replicas: each "
              f"method's corpus metric is averaged over its seeds inside every resample."
              + (f" BLEU signature: `{sig.bleu_signature}`." if sig.bleu_signature else ""), ""]
-    others = [m for m in methods if m.label != sig.reference]
-    for measure in measures:
-        langs = sort_langs(lang for (ms, _, lang) in sig.deltas if ms == measure and lang != AVE)
-        if not langs:
-            continue
-        lines += [_measure_title(methods, measure).replace("## ", "### Difference to " + sig.reference + ": ", 1), "",
-                  f"| {'Lang→En' if measure == 'st' else 'Lang'} | " + " | ".join(m.label for m in others) + " |",
-                  "|---|" + "---:|" * len(others)]
-        ave = [AVE] if any(sig.get(measure, m.label, AVE) for m in others) else []
-        for lang in langs + ave:
-            name = "Ave." if lang == AVE else lang_label(lang, measure)
-            lines.append(f"| {name} | " + " | ".join(_delta_cell(sig.get(measure, m.label, lang)) for m in others) + " |")
-        lines.append("")
-    return lines
+    return lines + _difference_tables(methods, measures, sig.reference, sig.deltas,
+                                      lambda ms, label, lang: _delta_cell(sig.get(ms, label, lang)))
 
 
-def comparison_markdown(methods: list[Method], split: str = "test", significance: Significance | None = None) -> str:
+def seed_tests_markdown(methods: list[Method], measures: list[str], reference: str,
+                        tests: dict[tuple[str, str, str], SeedTest]) -> list[str]:
+    """Per measure, each method's difference of seed means to ``reference`` with Welch's p-value
+    (:mod:`osoup.score.seeds`); nothing when no method and the reference both have two seeds."""
+    if not tests:
+        return []
+    lines = [f"## Between seeds vs {reference}", "",
+             f"Test: {SEED_TEST}; the difference of the seed means (method − {reference}) and its p-value, "
+             f"**bold** when p < {SEED_ALPHA}. It asks whether training the method again would differ, which the "
+             f"bootstrap above (test utterances resampled, trained models fixed) does not; with a few seeds it "
+             f"has little power, so a large p means not shown, not equal.", ""]
+
+    def cell(ms: str, label: str, lang: str) -> str:
+        r = tests.get((ms, label, lang))
+        if r is None:
+            return "–"
+        text = f"{r.diff:+.1f} (p {r.p:.3f})" if r.p >= 0.001 else f"{r.diff:+.1f} (p < 0.001)"
+        return f"**{text}**" if r.p < SEED_ALPHA else text
+    return lines + _difference_tables(methods, measures, reference, tests, cell)
+
+
+def comparison_markdown(methods: list[Method], split: str = "test", significance: Significance | None = None,
+                        seed_tests: dict[tuple[str, str, str], SeedTest] | None = None, seed_reference: str = "") -> str:
     """Tables in the shape of the paper's Tables 1/2/5: languages + Ave. by methods. The CER
     table of every language is shown only when some language is scored by word. With
     ``significance``, cells carry its marks and a section lists the differences to the reference."""
-    measures = ["asr"]
-    if any(metric == "wer" for m in methods for metric in m.asr_metric.values()):
-        measures.append("asr_cer")
-    measures.append("st")
+    measures = comparison_measures(methods)
     lines, partial = [f"# Comparison ({split} sets)", ""], False
     for measure in measures:
         table, marked = _measure_table(methods, measure, significance)
@@ -207,4 +237,5 @@ def comparison_markdown(methods: list[Method], split: str = "test", significance
         lines.append(f"{MARK_BETTER} / {MARK_WORSE}: significantly better / worse than {significance.reference} "
                      f"(paired bootstrap, 95%; section \"Paired significance vs {significance.reference}\").")
     lines += [""] + significance_markdown(methods, measures, significance)
+    lines += seed_tests_markdown(methods, measures, seed_reference, seed_tests or {})
     return "\n".join(lines + _experiments(methods) + selection_markdown(methods))
